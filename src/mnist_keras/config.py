@@ -1,0 +1,163 @@
+"""The recipe: every number of the seed notebook, in one frozen dataclass.
+
+The defaults are exactly the seed's (a 784-512-256-128-10 MLP, Adam at 1e-3,
+batch 128, at most 30 epochs, the last 10% of training data for validation,
+early stopping and learning-rate halving on `val_loss`). Variants are made with
+`dataclasses.replace` or from a TOML/JSON file; the CLI exposes one flag per
+field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+import typing
+from pathlib import Path
+from typing import Any
+
+from mnist_keras.errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """One training recipe. Field defaults reproduce the seed notebook."""
+
+    seed: int = 1
+    epochs: int = 30
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    validation_split: float = 0.1
+    hidden_units: tuple[int, ...] = (512, 256, 128)
+    dropout_rates: tuple[float, ...] = (0.3, 0.3, 0.2)
+    # The seed puts BatchNormalization after the first two hidden layers only.
+    batch_norm: tuple[bool, ...] = (True, True, False)
+    early_stopping_patience: int = 5
+    reduce_lr_factor: float = 0.5
+    reduce_lr_patience: int = 3
+    min_learning_rate: float = 1e-6
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            field.name: list(value) if isinstance(value, tuple) else value
+            for field in dataclasses.fields(self)
+            for value in [getattr(self, field.name)]
+        }
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Config:
+        """Build a Config from plain values, rejecting unknown keys and wrong types."""
+        if not isinstance(values, dict):
+            raise ConfigError(f"a recipe must be a table of settings, got {type(values).__name__}")
+        known = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown recipe setting(s): {', '.join(unknown)}; known settings are {', '.join(sorted(known))}"
+            )
+        hints = field_types()
+        return cls(**{name: coerce(name, value, hints[name]) for name, value in values.items()})
+
+
+def field_types() -> dict[str, Any]:
+    """Map each Config field name to its resolved type annotation."""
+    return typing.get_type_hints(Config)
+
+
+def coerce(name: str, value: Any, annotation: Any) -> Any:
+    """Check `value` against a field's type; lists become tuples. Raises ConfigError."""
+    if typing.get_origin(annotation) is tuple:
+        item_type = typing.get_args(annotation)[0]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"setting {name!r} must be a list of {item_type.__name__}, got {value!r}")
+        return tuple(coerce(name, item, item_type) for item in value)
+    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if annotation is bool and not isinstance(value, bool):
+        raise ConfigError(f"setting {name!r} must be true or false, got {value!r}")
+    if annotation is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ConfigError(f"setting {name!r} must be an integer, got {value!r}")
+    if not isinstance(value, annotation):
+        raise ConfigError(f"setting {name!r} must be {annotation.__name__}, got {value!r}")
+    return value
+
+
+def validate(config: Config) -> None:
+    """Reject recipes that cannot train, with a message naming the setting."""
+    positive_ints = ("epochs", "batch_size")
+    for name in positive_ints:
+        if getattr(config, name) < 1:
+            raise ConfigError(f"setting {name!r} must be at least 1, got {getattr(config, name)}")
+    if config.seed < 0:
+        raise ConfigError(f"setting 'seed' must be non-negative, got {config.seed}")
+    if not config.learning_rate > 0:
+        raise ConfigError(f"setting 'learning_rate' must be positive, got {config.learning_rate}")
+    if not 0 < config.validation_split < 1:
+        raise ConfigError(f"setting 'validation_split' must be between 0 and 1, got {config.validation_split}")
+    if not config.hidden_units or any(units < 1 for units in config.hidden_units):
+        raise ConfigError(f"setting 'hidden_units' must be positive widths, got {list(config.hidden_units)}")
+    for name in ("dropout_rates", "batch_norm"):
+        if len(getattr(config, name)) != len(config.hidden_units):
+            raise ConfigError(
+                f"setting {name!r} needs one value per hidden layer ({len(config.hidden_units)}), "
+                f"got {list(getattr(config, name))}"
+            )
+    if any(not 0 <= rate < 1 for rate in config.dropout_rates):
+        raise ConfigError(f"setting 'dropout_rates' must be in [0, 1), got {list(config.dropout_rates)}")
+    if not 0 < config.reduce_lr_factor < 1:
+        raise ConfigError(f"setting 'reduce_lr_factor' must be between 0 and 1, got {config.reduce_lr_factor}")
+    for name in ("early_stopping_patience", "reduce_lr_patience"):
+        if getattr(config, name) < 0:
+            raise ConfigError(f"setting {name!r} must be non-negative, got {getattr(config, name)}")
+    if not 0 <= config.min_learning_rate <= config.learning_rate:
+        raise ConfigError(
+            f"setting 'min_learning_rate' must be between 0 and learning_rate, got {config.min_learning_rate}"
+        )
+
+
+def load_config(path: str | Path) -> Config:
+    """Read a recipe from a .toml or .json file. Missing keys keep the seed's defaults.
+
+    A run directory's `config.json` is accepted too: its `recipe` table is used.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"cannot read config file {path}: {error.strerror or error}") from None
+    try:
+        if path.suffix.lower() == ".toml":
+            values = tomllib.loads(text)
+        else:
+            values = json.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(f"config file {path} is not valid {path.suffix.lstrip('.') or 'JSON'}: {error}") from None
+    if isinstance(values, dict) and isinstance(values.get("recipe"), dict):
+        values = values["recipe"]
+    return Config.from_dict(values)
+
+
+def parse_override(name: str, text: str) -> Any:
+    """Parse one command-line value for field `name` ("512,256,128", "true,false", "0.001")."""
+    annotation = field_types()[name]
+    if typing.get_origin(annotation) is tuple:
+        item_type = typing.get_args(annotation)[0]
+        return tuple(parse_scalar(name, item.strip(), item_type) for item in text.split(",") if item.strip())
+    return parse_scalar(name, text, annotation)
+
+
+def parse_scalar(name: str, text: str, annotation: Any) -> Any:
+    if annotation is bool:
+        lowered = text.lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"--{name.replace('_', '-')} expects true or false, got {text!r}")
+    try:
+        return annotation(text)
+    except ValueError:
+        raise ConfigError(f"--{name.replace('_', '-')} expects {annotation.__name__}, got {text!r}") from None

@@ -1,0 +1,17 @@
+"""Errors a user can cause. The CLI prints their message on one line and exits 2."""
+
+
+class UserError(Exception):
+    """Base class: something the user can fix (a flag, a file, the data)."""
+
+
+class DataError(UserError):
+    """The MNIST data is missing, corrupt or does not match the canonical checksums."""
+
+
+class ConfigError(UserError):
+    """A recipe file or override is malformed (unknown key, wrong type, bad value)."""
+
+
+class RunDirectoryError(UserError):
+    """A run directory is missing, incomplete or not one of ours."""

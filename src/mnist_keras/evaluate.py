@@ -1,0 +1,113 @@
+"""Test-set metrics (scikit-learn) and the readable summary `mnist-keras evaluate` prints."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
+from mnist_keras.constants import NUM_CLASSES
+from mnist_keras.data import Mnist, one_hot, preprocess_images
+from mnist_keras.model import count_parameters, load_run_model
+from mnist_keras.rundir import HISTORY_FILE, METRICS_FILE, check_run_dir, read_json, write_json_atomic
+
+DIGITS = list(range(NUM_CLASSES))
+
+
+def predict_probabilities(model: keras.Model, images: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+    """Softmax probabilities (N×10) for uint8 images (N×28×28 or N×784)."""
+    return np.asarray(model.predict(preprocess_images(images), batch_size=batch_size, verbose=0))
+
+
+def cross_entropy(labels: np.ndarray, probabilities: np.ndarray) -> float:
+    """Keras's categorical cross-entropy (same clipping), averaged over examples."""
+    loss = keras.losses.CategoricalCrossentropy()(one_hot(labels), probabilities.astype(np.float32))
+    return float(keras.ops.convert_to_numpy(loss))
+
+
+def compute_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, Any]:
+    """test_loss, test_accuracy, misclassified, per_class and confusion_matrix (rows true, columns predicted)."""
+    labels = np.asarray(labels, dtype=np.int64)
+    predicted = probabilities.argmax(axis=1)
+    precision, recall, f1, support = precision_recall_fscore_support(
+        labels, predicted, labels=DIGITS, zero_division=0
+    )
+    matrix = confusion_matrix(labels, predicted, labels=DIGITS)
+    row_totals = matrix.sum(axis=1)
+    per_class_accuracy = np.divide(np.diag(matrix), row_totals, out=np.zeros(NUM_CLASSES), where=row_totals > 0)
+    return {
+        "test_loss": cross_entropy(labels, probabilities),
+        "test_accuracy": float(accuracy_score(labels, predicted)),
+        "misclassified": int((predicted != labels).sum()),
+        "per_class": [
+            {
+                "digit": digit,
+                "precision": float(precision[digit]),
+                "recall": float(recall[digit]),
+                "f1": float(f1[digit]),
+                "support": int(support[digit]),
+                "accuracy": float(per_class_accuracy[digit]),
+            }
+            for digit in DIGITS
+        ],
+        "confusion_matrix": matrix.tolist(),
+    }
+
+
+def evaluate_model(model: keras.Model, images: np.ndarray, labels: np.ndarray, batch_size: int = 1024) -> dict:
+    """Every test-set field of metrics.json, plus the parameter counts."""
+    metrics = compute_metrics(labels, predict_probabilities(model, images, batch_size))
+    metrics["total_params"], metrics["trainable_params"] = count_parameters(model)
+    return metrics
+
+
+def training_summary(history_rows: list[dict[str, float]], train_seconds: float) -> dict[str, Any]:
+    """The training fields of metrics.json, from the per-epoch history."""
+    val_accuracies = [row["val_accuracy"] for row in history_rows if "val_accuracy" in row]
+    return {
+        "epochs_trained": len(history_rows),
+        "best_val_accuracy": max(val_accuracies) if val_accuracies else None,
+        "train_seconds": float(train_seconds),
+    }
+
+
+def read_history(run_dir: Path) -> list[dict[str, float]]:
+    """history.csv as a list of rows of floats (epoch as int)."""
+    with open(Path(run_dir) / HISTORY_FILE, newline="", encoding="utf-8") as handle:
+        return [
+            {key: (int(value) if key == "epoch" else float(value)) for key, value in row.items() if value != ""}
+            for row in csv.DictReader(handle)
+        ]
+
+
+def evaluate_run(run_dir: str | Path, mnist: Mnist) -> dict[str, Any]:
+    """Re-evaluate a run's model on the test set and rewrite its metrics.json."""
+    run_dir = check_run_dir(Path(run_dir))
+    previous = read_json(run_dir / METRICS_FILE)
+    model = load_run_model(run_dir)
+    metrics = evaluate_model(model, mnist.x_test, mnist.y_test)
+    metrics.update(training_summary(read_history(run_dir), previous.get("train_seconds", 0.0)))
+    write_json_atomic(run_dir / METRICS_FILE, metrics)
+    return metrics
+
+
+def format_summary(metrics: dict[str, Any]) -> str:
+    """A readable multi-line summary: headline numbers and the per-class table."""
+    lines = [
+        f"test accuracy   {metrics['test_accuracy']:.2%}",
+        f"test loss       {metrics['test_loss']:.4f}",
+        f"misclassified   {metrics['misclassified']} / {sum(row['support'] for row in metrics['per_class'])}",
+        f"epochs trained  {metrics.get('epochs_trained')}",
+        f"parameters      {metrics['total_params']:,} ({metrics['trainable_params']:,} trainable)",
+        "",
+        "digit  precision  recall     f1  support",
+    ]
+    for row in metrics["per_class"]:
+        lines.append(
+            f"{row['digit']:>5}  {row['precision']:>9.4f}  {row['recall']:>6.4f}  {row['f1']:>5.4f}  {row['support']:>7}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,61 @@
+"""The seed's network: 784 → 512 → 256 → 128 → 10, with BatchNorm and Dropout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+from keras import layers
+
+from mnist_keras.config import Config
+from mnist_keras.constants import NUM_CLASSES, NUM_PIXELS
+from mnist_keras.errors import RunDirectoryError
+from mnist_keras.rundir import MODEL_FILE
+
+MODEL_NAME = "mnist_mlp"
+
+
+def build_model(config: Config = Config()) -> keras.Model:
+    """Build (uncompiled) the seed MLP. With the default Config: 570,506 parameters, 568,970 trainable."""
+    model = keras.Sequential(name=MODEL_NAME)
+    model.add(keras.Input(shape=(NUM_PIXELS,), name="pixels"))
+    for index, (units, dropout_rate, batch_norm) in enumerate(
+        zip(config.hidden_units, config.dropout_rates, config.batch_norm), start=1
+    ):
+        model.add(layers.Dense(units, activation="relu", name=f"dense_{index}"))
+        if batch_norm:
+            model.add(layers.BatchNormalization(name=f"batch_norm_{index}"))
+        if dropout_rate > 0:
+            model.add(layers.Dropout(dropout_rate, name=f"dropout_{index}"))
+    model.add(layers.Dense(NUM_CLASSES, activation="softmax", name="probabilities"))
+    return model
+
+
+def compile_model(model: keras.Model, config: Config) -> keras.Model:
+    """Compile with the seed's optimiser and loss (Adam, categorical cross-entropy, accuracy)."""
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),
+        loss="categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def count_parameters(model: keras.Model) -> tuple[int, int]:
+    """(total, trainable) parameter counts."""
+    trainable = sum(int(keras.ops.size(weight)) for weight in model.trainable_weights)
+    return int(model.count_params()), trainable
+
+
+def load_run_model(run_dir: str | Path) -> keras.Model:
+    """Load a run's model.keras in Keras's safe mode; refuse files that are not our MLP."""
+    path = Path(run_dir) / MODEL_FILE
+    try:
+        model = keras.saving.load_model(path, safe_mode=True)
+    except Exception as error:  # Keras raises many types for a bad archive; all mean "not loadable"
+        raise RunDirectoryError(f"{path} is not a loadable Keras model ({type(error).__name__}: {error})") from None
+    if model.input_shape != (None, NUM_PIXELS) or model.output_shape != (None, NUM_CLASSES):
+        raise RunDirectoryError(
+            f"{path} is not an MNIST classifier (input {model.input_shape}, output {model.output_shape})"
+        )
+    return model

@@ -1,0 +1,85 @@
+"""The run directory: its file names, atomic writes, and publishing a finished run.
+
+A run is built in a hidden staging directory next to its final name and moved
+into place only when every file is written, so a crash, a kill or a Ctrl-C
+never leaves a half-written run under the final name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from mnist_keras.errors import RunDirectoryError
+
+MODEL_FILE = "model.keras"
+CONFIG_FILE = "config.json"
+HISTORY_FILE = "history.csv"
+METRICS_FILE = "metrics.json"
+FIGURES_DIR = "figures"
+REPORT_FILE = "report.html"
+REQUIRED_FILES = (MODEL_FILE, CONFIG_FILE, HISTORY_FILE, METRICS_FILE)
+
+
+def staging_path(run_dir: Path) -> Path:
+    """Where a run is built before it is published under `run_dir`."""
+    return run_dir.parent / f".{run_dir.name}.partial"
+
+
+def write_bytes_atomic(path: Path, payload: bytes) -> None:
+    """Write a file so readers see either the old content or the new, never a torn one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
+        temporary = Path(handle.name)
+        try:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
+    os.replace(temporary, path)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_json_atomic(path: Path, value: Any) -> None:
+    write_text_atomic(path, json.dumps(value, indent=2) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RunDirectoryError(f"{path} is missing") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise RunDirectoryError(f"{path} is not valid JSON ({error})") from None
+
+
+def publish(staging: Path, run_dir: Path) -> None:
+    """Move a finished staging directory to `run_dir`, replacing any previous run there."""
+    previous = None
+    if run_dir.exists():
+        previous = run_dir.parent / f".{run_dir.name}.replaced"
+        shutil.rmtree(previous, ignore_errors=True)
+        os.replace(run_dir, previous)
+    os.replace(staging, run_dir)
+    if previous is not None:
+        shutil.rmtree(previous, ignore_errors=True)
+
+
+def check_run_dir(run_dir: Path) -> Path:
+    """Raise RunDirectoryError unless `run_dir` holds a complete run."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunDirectoryError(f"run directory {run_dir} does not exist")
+    missing = [name for name in REQUIRED_FILES if not (run_dir / name).is_file()]
+    if missing:
+        raise RunDirectoryError(f"run directory {run_dir} is incomplete: missing {', '.join(missing)}")
+    return run_dir

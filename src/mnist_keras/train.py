@@ -1,0 +1,156 @@
+"""Training: the seed recipe end to end, writing a complete run directory."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from mnist_keras import environment, evaluate
+from mnist_keras.config import Config
+from mnist_keras.data import Mnist, one_hot, preprocess_images
+from mnist_keras.model import build_model, compile_model
+from mnist_keras.rundir import (
+    CONFIG_FILE,
+    HISTORY_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+    publish,
+    staging_path,
+    write_json_atomic,
+    write_text_atomic,
+)
+
+HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds")
+
+
+class EpochRecorder(keras.callbacks.Callback):
+    """Records, per epoch, the metrics, the learning rate used and the wall time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[dict[str, float]] = []
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.started = time.perf_counter()
+        self.learning_rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs or {}
+        row = {"epoch": epoch + 1}
+        row.update({key: float(logs[key]) for key in HISTORY_COLUMNS[1:5] if key in logs})
+        row["learning_rate"] = self.learning_rate
+        row["seconds"] = time.perf_counter() - self.started
+        self.rows.append(row)
+
+
+def split_validation(x: np.ndarray, y: np.ndarray, validation_split: float):
+    """The last `validation_split` of the data is validation, exactly as Keras's validation_split."""
+    split_at = int(math.ceil(len(x) * (1.0 - validation_split)))
+    return (x[:split_at], y[:split_at]), (x[split_at:], y[split_at:])
+
+
+def make_callbacks(config: Config) -> list[keras.callbacks.Callback]:
+    """The seed's callbacks."""
+    return [
+        keras.callbacks.EarlyStopping(
+            monitor="val_loss",
+            patience=config.early_stopping_patience,  # epochs without improvement before stopping
+            restore_best_weights=True,  # end with the best epoch's weights, not the last
+        ),
+        keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss",
+            factor=config.reduce_lr_factor,  # halve the learning rate...
+            patience=config.reduce_lr_patience,  # ...after this many flat epochs
+            min_lr=config.min_learning_rate,  # but never below this
+        ),
+    ]
+
+
+def seed_everything(seed: int) -> None:
+    """Same seed, same machine, same backend ⇒ same numbers."""
+    keras.utils.set_random_seed(seed)
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+
+
+def default_verbosity() -> int:
+    """Keras's progress bar on a terminal, one line per epoch in logs and CI."""
+    return 1 if sys.stdout.isatty() else 2
+
+
+def history_csv(rows: list[dict[str, float]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=HISTORY_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def run_config_record(config: Config, mnist: Mnist) -> dict[str, Any]:
+    """config.json: the recipe, the backend, library versions and the data's checksums."""
+    return {
+        "recipe": config.to_dict(),
+        "backend": environment.backend_name(),
+        "versions": environment.library_versions(),
+        "data": {"source": mnist.source, "md5": mnist.checksums},
+    }
+
+
+def train(config: Config, mnist: Mnist, run_dir: str | Path, verbose: int | None = None) -> dict[str, Any]:
+    """Train `config` on `mnist`, write the run directory, and return its metrics.
+
+    The run is assembled in a hidden staging directory and published under
+    `run_dir` only once complete, replacing any earlier run there.
+    """
+    run_dir = Path(run_dir)
+    staging = staging_path(run_dir)
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        metrics = train_into(config, mnist, staging, default_verbosity() if verbose is None else verbose)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    publish(staging, run_dir)
+    return metrics
+
+
+def train_into(config: Config, mnist: Mnist, directory: Path, verbose: int) -> dict[str, Any]:
+    seed_everything(config.seed)
+    x = preprocess_images(mnist.x_train)
+    y = one_hot(mnist.y_train)
+    (x_fit, y_fit), (x_val, y_val) = split_validation(x, y, config.validation_split)
+
+    model = compile_model(build_model(config), config)
+    recorder = EpochRecorder()
+    started = time.perf_counter()
+    model.fit(
+        x_fit,
+        y_fit,
+        validation_data=(x_val, y_val),
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        shuffle=True,
+        callbacks=[*make_callbacks(config), recorder],
+        verbose=verbose,
+    )
+    train_seconds = time.perf_counter() - started
+
+    write_json_atomic(directory / CONFIG_FILE, run_config_record(config, mnist))
+    write_text_atomic(directory / HISTORY_FILE, history_csv(recorder.rows))
+    model.save(directory / MODEL_FILE)
+    metrics = evaluate.evaluate_model(model, mnist.x_test, mnist.y_test, batch_size=config.batch_size)
+    metrics.update(evaluate.training_summary(recorder.rows, train_seconds))
+    write_json_atomic(directory / METRICS_FILE, metrics)
+    return metrics
