@@ -1,0 +1,380 @@
+"""Real images → the model's input, made the way MNIST itself was made; and reading the answer.
+
+One preprocessing path for the `predict` command, the web service and the tests:
+decode with Pillow (any format and mode it reads; the first frame of an
+animation), flatten transparency and colour to grey, decide whether the ink is
+dark on light or light on dark, remove the background level, crop to the ink,
+scale the longer side to 20 pixels keeping the aspect ratio, and place the
+result in a 28×28 field with its centre of mass in the middle. A 28×28 image
+that already looks like MNIST (light ink on a black background) passes through
+unchanged.
+
+Everything a user can get wrong (not an image, a truncated file, no ink, too
+many bytes or pixels) raises an `ImageError` with a one-line message.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import struct
+import warnings
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+from scipy import ndimage
+
+from mnist_keras.constants import IMAGE_SIDE, NUM_CLASSES, NUM_PIXELS
+from mnist_keras.errors import UserError
+
+# Limits on what we agree to decode. The byte limit bounds memory for the
+# upload itself; the pixel limit stops decompression bombs (a few kilobytes of
+# PNG that decode to gigabytes) before any pixel is decoded.
+MAX_IMAGE_BYTES = 8 * 1024 * 1024
+MAX_IMAGE_PIXELS = 4096 * 4096
+# Larger images are reduced to this longer side before processing: the result is
+# 20 pixels across, so more detail only costs time and memory.
+WORKING_SIDE = 1024
+
+# MNIST's recipe: the digit's longer side is 20 pixels, centred by centre of
+# mass in 28×28. Measured on the MNIST test set, the mean centre of mass sits
+# at (14.0, 14.0) in array indices, i.e. at IMAGE_SIDE / 2.
+DIGIT_BOX_SIDE = 20
+CENTRE_OF_MASS_TARGET = IMAGE_SIDE / 2
+
+# An MNIST-style 28×28 image has a black border; this much grey is still "black".
+MNIST_BORDER_LEVEL = 0.1
+# Ink must differ from the background by at least this much (of full scale),
+# else the image is blank: paper grain and JPEG noise stay below it.
+MIN_INK_CONTRAST = 0.15
+# Pixels count as ink above this fraction of the ink's contrast, or above this
+# many standard deviations of the background noise, whichever is higher.
+INK_THRESHOLD_FRACTION = 0.2
+NOISE_SIGMAS = 4.0
+# Median absolute deviation → standard deviation for normally distributed noise.
+MAD_TO_SIGMA = 1.4826
+# Smoothing (in working pixels) before deciding where ink is, so single-pixel
+# noise neither decides the polarity nor stretches the crop.
+DETECTION_BLUR_SIGMA = 1.0
+# Blobs of ink smaller than this fraction of the largest are specks, not strokes.
+MIN_COMPONENT_FRACTION = 0.02
+# Probabilities are rounded in JSON records; 6 decimals keep every digit that float32 can tell apart near 1.
+PROBABILITY_DECIMALS = 6
+IMAGE_DECIMALS = 4
+
+
+class ImageError(UserError):
+    """An image cannot be read as a digit (corrupt, truncated, blank, or not an image)."""
+
+
+class NotAnImageError(ImageError):
+    """The bytes are not in any image format Pillow reads."""
+
+
+class ImageTooLargeError(ImageError):
+    """The file has too many bytes or the image too many pixels."""
+
+
+class BlankImageError(ImageError):
+    """The image has no ink: nothing differs from the background."""
+
+
+# ---------------------------------------------------------------- decoding
+
+
+def read_image_file(path: str | Path, max_bytes: int = MAX_IMAGE_BYTES) -> bytes:
+    """The bytes of an image file, refusing a missing file or one over `max_bytes` before reading it."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if path.is_dir():
+            raise ImageError(f"{path} is a directory, not an image file")
+        if size > max_bytes:
+            raise ImageTooLargeError(f"{path}: file is {size:,} bytes, over the limit of {max_bytes:,}")
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise ImageError(f"{path}: no such file") from None
+    except OSError as error:
+        raise ImageError(f"{path}: cannot read ({error.strerror or error})") from None
+
+
+def decode_image(
+    data: bytes, max_bytes: int = MAX_IMAGE_BYTES, max_pixels: int = MAX_IMAGE_PIXELS
+) -> Image.Image:
+    """Decode image bytes into a loaded Pillow image (first frame), upright per its EXIF orientation.
+
+    Raises ImageTooLargeError over the byte or pixel limit (checked before
+    decoding pixels), NotAnImageError for bytes Pillow does not recognise, and
+    ImageError for a truncated or corrupt file.
+    """
+    if len(data) > max_bytes:
+        raise ImageTooLargeError(f"image is {len(data):,} bytes, over the limit of {max_bytes:,}")
+    if not data:
+        raise NotAnImageError("the file is empty, not an image")
+    with warnings.catch_warnings():
+        # Pillow's own bomb check warns below its hard limit; ours is stricter and explicit.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(io.BytesIO(data))
+        except UnidentifiedImageError:
+            raise NotAnImageError("not an image (no format Pillow reads: PNG, JPEG, BMP, GIF, WebP, TIFF, ...)") \
+                from None
+        except Image.DecompressionBombError:
+            raise ImageTooLargeError(f"image has more than {max_pixels:,} pixels (decompression bomb?)") from None
+        except (OSError, SyntaxError, ValueError, EOFError) as error:
+            raise ImageError(f"corrupt or truncated image ({one_line(error)})") from None
+        pixels = image.width * image.height
+        if pixels > max_pixels:
+            raise ImageTooLargeError(
+                f"image is {image.width}x{image.height} = {pixels:,} pixels, over the limit of {max_pixels:,}"
+            )
+        if pixels == 0:
+            raise ImageError("image has no pixels")
+        try:
+            image.seek(0)
+            if image.format == "JPEG":
+                # Let the JPEG decoder scale down on its own, which is much faster than decoding in full.
+                image.draft(image.mode, (WORKING_SIDE, WORKING_SIDE))
+            image.load()
+            image = ImageOps.exif_transpose(image)
+        except Image.DecompressionBombError:
+            raise ImageTooLargeError(f"image has more than {max_pixels:,} pixels (decompression bomb?)") from None
+        except (OSError, SyntaxError, ValueError, EOFError, struct.error) as error:
+            raise ImageError(f"corrupt or truncated image ({one_line(error)})") from None
+    return image
+
+
+def one_line(error: BaseException) -> str:
+    """An exception's message on one line, for error messages that must stay one line."""
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def has_transparency(image: Image.Image) -> bool:
+    return image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
+
+
+def grayscale_array(image: Image.Image) -> np.ndarray:
+    """A float64 array in [0, 1] of the image's brightness, any mode, transparency flattened.
+
+    Transparent pixels take the background that contrasts with the visible
+    strokes (white behind dark strokes, black behind light ones), so a canvas
+    export with a transparent background reads like ink on paper.
+    """
+    image = reduce_to_working_size(image)
+    if image.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        full_scale = 1.0 if image.mode == "F" and values.max(initial=0) <= 1 else (
+            65535.0 if values.max(initial=0) <= 65535 else float(values.max())
+        )
+        return np.clip(values / full_scale, 0.0, 1.0)
+    if not has_transparency(image):
+        return np.asarray(image.convert("L"), dtype=np.float64) / 255.0
+    rgba = image.convert("RGBA")
+    brightness = np.asarray(rgba.convert("RGB").convert("L"), dtype=np.float64) / 255.0
+    opacity = np.asarray(rgba.getchannel("A"), dtype=np.float64) / 255.0
+    if opacity.sum() == 0:
+        raise BlankImageError("no ink found: the image is entirely transparent")
+    stroke_brightness = float((brightness * opacity).sum() / opacity.sum())
+    background = 1.0 if stroke_brightness < 0.5 else 0.0
+    return brightness * opacity + background * (1.0 - opacity)
+
+
+def reduce_to_working_size(image: Image.Image) -> Image.Image:
+    """Shrink by an integer factor so the longer side is at most WORKING_SIDE (box filter: averages, no aliasing)."""
+    factor = math.ceil(max(image.size) / WORKING_SIDE)
+    if factor <= 1:
+        return image
+    if image.mode not in ("L", "LA", "RGB", "RGBA", "I", "F"):
+        if image.mode.startswith("I;16"):
+            image = image.convert("I")
+        else:
+            image = image.convert("RGBA" if has_transparency(image) else "RGB")
+    return image.reduce(factor)
+
+
+# ---------------------------------------------------------------- MNIST-style normalisation
+
+
+def border_values(array: np.ndarray) -> np.ndarray:
+    """The pixels of the outermost ring."""
+    return np.concatenate([array[0, :], array[-1, :], array[1:-1, 0], array[1:-1, -1]])
+
+
+def is_mnist_style(gray: np.ndarray) -> bool:
+    """28×28, light ink on a black border: already what the model was trained on."""
+    return gray.shape == (IMAGE_SIDE, IMAGE_SIDE) and float(border_values(gray).max()) <= MNIST_BORDER_LEVEL
+
+
+def ink_map(gray: np.ndarray) -> np.ndarray:
+    """Ink intensity in [0, 1] (1 = full ink, 0 = background), whatever the polarity.
+
+    The background level is the median of the border; the ink is whichever
+    side of it (darker or lighter) reaches further. Background noise and
+    specks are removed; raises BlankImageError when nothing stands out.
+    """
+    background = float(np.median(border_values(gray)))
+    smooth = ndimage.gaussian_filter(gray, DETECTION_BLUR_SIGMA) if min(gray.shape) > 2 else gray
+    darker, lighter = background - float(smooth.min()), float(smooth.max()) - background
+    dark_ink = darker > lighter
+    ink = background - gray if dark_ink else gray - background
+    smooth_ink = background - smooth if dark_ink else smooth - background
+    contrast = max(darker, lighter)
+    if contrast < MIN_INK_CONTRAST:
+        raise BlankImageError(f"no ink found: the image is blank (contrast {contrast:.2f} of full scale)")
+    border_ink = border_values(ink)
+    noise = MAD_TO_SIGMA * float(np.median(np.abs(border_ink - np.median(border_ink))))
+    threshold = max(INK_THRESHOLD_FRACTION * contrast, NOISE_SIGMAS * noise)
+    strokes = keep_strokes(smooth_ink > threshold)
+    if not strokes.any():
+        raise BlankImageError("no ink found: the image is blank")
+    # Keep a pixel of margin round each stroke so anti-aliased edges survive.
+    strokes = ndimage.binary_dilation(strokes, iterations=1)
+    return np.clip((ink - threshold / 2) / (contrast - threshold / 2), 0.0, 1.0) * strokes
+
+
+def keep_strokes(mask: np.ndarray) -> np.ndarray:
+    """The mask without connected blobs much smaller than the largest (noise specks)."""
+    labels, count = ndimage.label(mask)
+    if count <= 1:
+        return mask
+    sizes = np.bincount(labels.ravel())[1:]
+    keep = np.flatnonzero(sizes >= MIN_COMPONENT_FRACTION * sizes.max()) + 1
+    return np.isin(labels, keep)
+
+
+def crop_to_ink(ink: np.ndarray) -> np.ndarray:
+    rows = np.flatnonzero(ink.any(axis=1))
+    columns = np.flatnonzero(ink.any(axis=0))
+    return ink[rows[0] : rows[-1] + 1, columns[0] : columns[-1] + 1]
+
+
+def scale_to_box(ink: np.ndarray, side: int = DIGIT_BOX_SIDE) -> np.ndarray:
+    """Resize so the longer side is `side` pixels, keeping the aspect ratio, peak ink scaled to 1."""
+    height, width = ink.shape
+    scale = side / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    # Pillow's resize filters over the whole source footprint when shrinking (anti-aliasing, as MNIST did).
+    resized = np.asarray(Image.fromarray(ink.astype(np.float32), mode="F").resize(size, Image.Resampling.LANCZOS))
+    resized = np.clip(resized, 0.0, 1.0)
+    peak = float(resized.max())
+    # Thin strokes fade when shrunk; MNIST's strokes reach full intensity.
+    return resized / peak if peak > 0 else resized
+
+
+def centre_by_mass(digit: np.ndarray) -> np.ndarray:
+    """Place `digit` (at most 28×28) in a black 28×28 field with its centre of mass at the centre."""
+    height, width = digit.shape
+    centre_row, centre_column = ndimage.center_of_mass(digit)
+    top = int(np.clip(round(CENTRE_OF_MASS_TARGET - centre_row), 0, IMAGE_SIDE - height))
+    left = int(np.clip(round(CENTRE_OF_MASS_TARGET - centre_column), 0, IMAGE_SIDE - width))
+    field = np.zeros((IMAGE_SIDE, IMAGE_SIDE), dtype=np.float32)
+    field[top : top + height, left : left + width] = digit
+    return field
+
+
+def mnist_style(gray: np.ndarray) -> np.ndarray:
+    """A grey image (float in [0, 1], any size, any polarity) → float32 28×28 MNIST-style digit, ink = 1."""
+    gray = np.asarray(gray, dtype=np.float64)
+    if gray.ndim != 2:
+        raise ImageError(f"expected a 2-D grey image, got shape {gray.shape}")
+    if is_mnist_style(gray):
+        if float(gray.max()) < MIN_INK_CONTRAST:
+            raise BlankImageError("no ink found: the image is blank")
+        return gray.astype(np.float32)
+    return centre_by_mass(scale_to_box(crop_to_ink(ink_map(gray))))
+
+
+def preprocess_image_bytes(
+    data: bytes, max_bytes: int = MAX_IMAGE_BYTES, max_pixels: int = MAX_IMAGE_PIXELS
+) -> np.ndarray:
+    """Image file bytes → float32 28×28 in [0, 1], ink = 1: exactly what the model reads."""
+    return mnist_style(grayscale_array(decode_image(data, max_bytes=max_bytes, max_pixels=max_pixels)))
+
+
+def preprocess_image_file(path: str | Path, max_bytes: int = MAX_IMAGE_BYTES) -> np.ndarray:
+    """An image file → float32 28×28 model input; ImageError messages name the file."""
+    data = read_image_file(path, max_bytes=max_bytes)
+    try:
+        return preprocess_image_bytes(data, max_bytes=max_bytes)
+    except ImageError as error:
+        raise type(error)(f"{path}: {error}") from None
+
+
+def pixels_to_image(values: Any) -> np.ndarray:
+    """Client-sent pixels (28×28 nested or 784 flat, numbers in [0, 1], ink = 1) → float32 28×28.
+
+    These are taken as the model's input as they are (no re-centring); raises
+    ImageError for a wrong shape, non-numbers, NaN or values outside [0, 1],
+    and BlankImageError for an image with no ink.
+    """
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ImageError(
+            f"pixels must be {IMAGE_SIDE}x{IMAGE_SIDE} nested or {NUM_PIXELS} flat numbers in [0, 1]"
+        ) from None
+    if array.shape not in ((IMAGE_SIDE, IMAGE_SIDE), (NUM_PIXELS,)):
+        raise ImageError(
+            f"pixels have shape {list(array.shape)}; expected [{IMAGE_SIDE}, {IMAGE_SIDE}] or [{NUM_PIXELS}]"
+        )
+    if not np.isfinite(array).all():
+        raise ImageError("pixels must be finite numbers (no NaN or infinity)")
+    if array.min() < 0 or array.max() > 1:
+        raise ImageError(f"pixels must lie in [0, 1] (ink = 1); got values from {array.min():g} to {array.max():g}")
+    if array.max() < MIN_INK_CONTRAST:
+        raise BlankImageError("no ink found: the pixels are blank")
+    return array.reshape(IMAGE_SIDE, IMAGE_SIDE).astype(np.float32)
+
+
+# ---------------------------------------------------------------- reading digits
+
+
+def prediction_record(probabilities: Sequence[float], top_k: int | None = None) -> dict[str, Any]:
+    """The answer for one image: digit, confidence, the ten probabilities (and the `top_k` best, if asked)."""
+    probabilities = np.asarray(probabilities, dtype=np.float64).reshape(NUM_CLASSES)
+    digit = int(np.argmax(probabilities))
+    record: dict[str, Any] = {
+        "digit": digit,
+        "confidence": round(float(probabilities[digit]), PROBABILITY_DECIMALS),
+        "probabilities": [round(float(value), PROBABILITY_DECIMALS) for value in probabilities],
+    }
+    if top_k is not None:
+        order = np.argsort(-probabilities, kind="stable")[:top_k]
+        record["top_k"] = [
+            {"digit": int(index), "probability": round(float(probabilities[index]), PROBABILITY_DECIMALS)}
+            for index in order
+        ]
+    return record
+
+
+def predict_images(predictor: Any, images: Sequence[np.ndarray], top_k: int | None = None) -> list[dict[str, Any]]:
+    """Prediction records for 28×28 model inputs, in one batch through `predictor.predict`."""
+    if not images:
+        return []
+    batch = np.stack([np.asarray(image, dtype=np.float32).reshape(NUM_PIXELS) for image in images])
+    return [prediction_record(row, top_k) for row in predictor.predict(batch)]
+
+
+def read_image_files(
+    predictor: Any, paths: Iterable[str | Path], top_k: int | None = None
+) -> list[dict[str, Any]]:
+    """One record per file, in order: `file` plus a prediction, or `file` plus `error` for a file we cannot read."""
+    paths = [str(path) for path in paths]
+    images: dict[int, np.ndarray] = {}
+    records: list[dict[str, Any]] = [{"file": path} for path in paths]
+    for index, path in enumerate(paths):
+        try:
+            images[index] = preprocess_image_file(path)
+        except ImageError as error:
+            records[index]["error"] = str(error)
+    for index, prediction in zip(images, predict_images(predictor, list(images.values()), top_k)):
+        records[index].update(prediction)
+    return records
+
+
+def image_as_lists(image: np.ndarray) -> list[list[float]]:
+    """A 28×28 model input as nested lists of rounded floats, for JSON."""
+    return np.round(np.asarray(image, dtype=np.float64), IMAGE_DECIMALS).reshape(IMAGE_SIDE, IMAGE_SIDE).tolist()
