@@ -144,6 +144,44 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return value
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from mnist_keras.rundir import check_run_dir
+
+    check_run_dir(Path(args.run))
+    select_backend(args.backend)
+    from mnist_keras.images import read_image_files
+    from mnist_keras.inference import load_predictor
+
+    records = read_image_files(load_predictor(args.run), args.images, top_k=args.top_k)
+    for record in records:
+        print(json.dumps(record), flush=True)
+    failed = [record for record in records if "error" in record]
+    for record in failed:
+        print(f"mnist-keras predict: error: {record['error']}", file=sys.stderr)
+    return EXIT_USAGE if failed else EXIT_OK
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from mnist_keras.rundir import check_run_dir
+
+    check_run_dir(Path(args.run))
+    select_backend(args.backend)
+    from mnist_keras.serve import serve
+
+    serve(args.run, host=args.host, port=args.port)
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------- parser
 
 
@@ -171,6 +209,25 @@ def build_parser() -> ArgumentParser:
     add_data_flag(evaluate)
     add_backend_flag(evaluate)
     evaluate.set_defaults(handler=run_evaluate)
+
+    predict = commands.add_parser(
+        "predict", help="read the digit in image files; one JSON line per image",
+        description="Read handwritten digits from image files (PNG, JPEG, BMP, GIF, WebP, TIFF; any size, "
+        "dark ink on light or light on dark). Prints one JSON line per image: file, digit, confidence, "
+        "probabilities; or file and error. Exit status 2 if any image could not be read.",
+    )
+    predict.add_argument("run", metavar="RUN", help="run directory")
+    predict.add_argument("images", metavar="IMAGE", nargs="+", help="image files")
+    predict.add_argument("--top-k", type=positive_int, metavar="K", help="also list the K most likely digits")
+    add_backend_flag(predict)
+    predict.set_defaults(handler=run_predict)
+
+    serve = commands.add_parser("serve", help="serve the drawing page and the prediction API")
+    serve.add_argument("run", metavar="RUN", help="run directory")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
+    add_backend_flag(serve)
+    serve.set_defaults(handler=run_serve)
     return parser
 
 

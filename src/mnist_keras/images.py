@@ -312,7 +312,7 @@ def pixels_to_image(values: Any) -> np.ndarray:
     """
     try:
         array = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError, RecursionError):
         raise ImageError(
             f"pixels must be {IMAGE_SIDE}x{IMAGE_SIDE} nested or {NUM_PIXELS} flat numbers in [0, 1]"
         ) from None

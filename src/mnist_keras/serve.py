@@ -1,0 +1,333 @@
+"""The web service: a drawing page, a prediction API and its OpenAPI docs (FastAPI under uvicorn).
+
+`create_app(run_dir or predictor)` builds the app; `serve(run_dir, host, port)`
+runs it. Every image goes through `mnist_keras.images`, the same path as the
+`predict` command, and every answer carries the 28×28 image the model saw.
+Nothing a client sends produces a 500: oversized bodies get 413, bodies that
+are not images 415, and anything else malformed (blank, wrong shape, bad
+values, bad JSON) 422, always as JSON `{"error": "..."}`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from mnist_keras import __version__
+from mnist_keras.constants import IMAGE_SIDE, NUM_CLASSES, NUM_PIXELS
+from mnist_keras.images import (
+    MAX_IMAGE_BYTES,
+    MAX_IMAGE_PIXELS,
+    ImageError,
+    ImageTooLargeError,
+    NotAnImageError,
+    image_as_lists,
+    pixels_to_image,
+    predict_images,
+    preprocess_image_bytes,
+)
+
+STATIC_DIR = Path(__file__).parent / "static"
+# A batch of the largest images plus multipart framing; JSON pixels are far smaller.
+MAX_BATCH_IMAGES = 64
+MAX_REQUEST_BYTES = 4 * MAX_IMAGE_BYTES
+DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000
+# Multipart text fields we accept besides the files (none are used, a few are tolerated).
+MAX_FORM_FIELDS = 16
+
+logger = logging.getLogger("mnist_keras.serve")
+
+
+class Prediction(BaseModel):
+    digit: int = Field(description="the most likely digit, 0-9")
+    confidence: float = Field(description="its probability")
+    probabilities: list[float] = Field(description=f"the {NUM_CLASSES} probabilities, for digits 0-9")
+    image: list[list[float]] = Field(
+        description=f"the {IMAGE_SIDE}x{IMAGE_SIDE} image the model read (ink = 1), after MNIST-style preprocessing"
+    )
+
+
+class ErrorBody(BaseModel):
+    error: str
+
+
+class RequestProblem(Exception):
+    """A request the service refuses, with the status code that says why."""
+
+    def __init__(self, status_code: int, message: str) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    413: {"model": ErrorBody, "description": "the body, an image, or the batch is too large"},
+    415: {"model": ErrorBody, "description": "not an image, or a content type other than multipart or JSON"},
+    422: {"model": ErrorBody, "description": "blank image, corrupt image, wrong pixel shape or values, bad JSON"},
+}
+PIXELS_SCHEMA = {
+    "type": "array",
+    "description": f"{IMAGE_SIDE}x{IMAGE_SIDE} nested or {NUM_PIXELS} flat numbers in [0, 1], ink = 1",
+    "items": {"oneOf": [{"type": "number"}, {"type": "array", "items": {"type": "number"}}]},
+}
+
+
+def request_body_doc(file_field: str, json_field: str, many: bool) -> dict[str, Any]:
+    """OpenAPI text for a body read by hand (multipart image(s) or JSON pixels)."""
+    file_schema = {"type": "string", "format": "binary"}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": [file_field],
+                        "properties": {file_field: {"type": "array", "items": file_schema} if many else file_schema},
+                    }
+                },
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": [json_field],
+                        "properties": {json_field: {"type": "array", "items": PIXELS_SCHEMA} if many else PIXELS_SCHEMA},
+                    }
+                },
+            },
+        }
+    }
+
+
+class BodyLimit:
+    """ASGI middleware: refuse a request body over `max_bytes` with 413 before the app sees it.
+
+    Checks the declared Content-Length first, then counts what actually
+    arrives (a client can lie or stream without a length).
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        too_large = JSONResponse(
+            {"error": f"request body is over the limit of {self.max_bytes:,} bytes"}, status_code=413
+        )
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await too_large(scope, receive, send)
+            return
+        messages: list[Message] = []
+        received = 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                await too_large(scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                break
+
+        async def replay() -> Message:
+            return messages.pop(0) if messages else await receive()
+
+        await self.app(scope, replay, send)
+
+
+def load_source(source: Any) -> Any:
+    """A predictor: `source` itself if it has `.predict`, else the run directory it names."""
+    if hasattr(source, "predict"):
+        return source
+    from mnist_keras.inference import load_predictor
+    from mnist_keras.rundir import check_run_dir
+
+    check_run_dir(Path(source))
+    return load_predictor(source)
+
+
+def media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+def create_app(
+    source: Any,
+    max_image_bytes: int = MAX_IMAGE_BYTES,
+    max_image_pixels: int = MAX_IMAGE_PIXELS,
+    max_request_bytes: int = MAX_REQUEST_BYTES,
+    max_batch_images: int = MAX_BATCH_IMAGES,
+) -> FastAPI:
+    """The FastAPI app serving the predictor of `source` (a run directory, or an object with `.predict`)."""
+    predictor = load_source(source)
+    # Model calls are serialised: not every backend's predict is safe to run concurrently,
+    # while decoding and preprocessing (the larger share of the work) still run in parallel.
+    predict_lock = threading.Lock()
+
+    app = FastAPI(
+        title="mnist-keras",
+        version=__version__,
+        description="Read handwritten digits: upload an image or send 28x28 pixels. The drawing page is at `/`.",
+    )
+    app.add_middleware(BodyLimit, max_bytes=max_request_bytes)
+    install_error_handlers(app)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    def image_from_bytes(data: bytes) -> np.ndarray:
+        return preprocess_image_bytes(data, max_bytes=max_image_bytes, max_pixels=max_image_pixels)
+
+    def answer(images: list[np.ndarray]) -> list[dict[str, Any]]:
+        with predict_lock:
+            records = predict_images(predictor, images)
+        return [{**record, "image": image_as_lists(image)} for record, image in zip(records, images)]
+
+    async def upload_bytes(value: Any, field: str) -> bytes:
+        if not isinstance(value, UploadFile):
+            raise RequestProblem(422, f"field {field!r} must be a file upload, not text")
+        data = await value.read(max_image_bytes + 1)
+        if len(data) > max_image_bytes:
+            raise RequestProblem(413, f"{field}: image is over the limit of {max_image_bytes:,} bytes")
+        return data
+
+    async def read_json(request: Request, key: str) -> Any:
+        try:
+            body = json.loads(await request.body())
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise RequestProblem(422, f"body is not valid JSON ({error})") from None
+        except RecursionError:
+            raise RequestProblem(422, "body is not usable JSON (nested too deeply)") from None
+        if not isinstance(body, dict) or key not in body:
+            raise RequestProblem(422, f"JSON body must be an object with the key {key!r}")
+        return body[key]
+
+    def unsupported(request: Request, file_field: str, json_field: str) -> RequestProblem:
+        shown = media_type(request) or "none"
+        return RequestProblem(
+            415, f"unsupported content type {shown!r}: send multipart/form-data with field {file_field!r} "
+            f"or application/json with key {json_field!r}"
+        )
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def drawing_page() -> HTMLResponse:
+        return HTMLResponse((STATIC_DIR / "index.html").read_text(encoding="utf-8"))
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        """Liveness: the model is loaded and the service answers."""
+        return {"status": "ok", "predictor": str(getattr(predictor, "name", type(predictor).__name__))}
+
+    @app.post("/predict", response_model=Prediction, responses=ERROR_RESPONSES,
+              openapi_extra=request_body_doc("file", "pixels", many=False))
+    async def predict(request: Request) -> dict[str, Any]:
+        """Read one digit: an image upload in field `file`, or JSON `{"pixels": [...]}`."""
+        kind = media_type(request)
+        if kind == "multipart/form-data":
+            async with request.form(max_files=1, max_fields=MAX_FORM_FIELDS) as form:
+                if "file" not in form:
+                    raise RequestProblem(422, "multipart body has no field 'file'")
+                data = await upload_bytes(form["file"], "file")
+            image = await run_in_threadpool(image_from_bytes, data)
+        elif kind == "application/json":
+            image = pixels_to_image(await read_json(request, "pixels"))
+        else:
+            raise unsupported(request, "file", "pixels")
+        return (await run_in_threadpool(answer, [image]))[0]
+
+    @app.post("/predict/batch", response_model=list[Prediction], responses=ERROR_RESPONSES,
+              openapi_extra=request_body_doc("files", "images", many=True))
+    async def predict_batch(request: Request) -> list[dict[str, Any]]:
+        """Read several digits: image uploads in field `files`, or JSON `{"images": [pixels, ...]}`."""
+        kind = media_type(request)
+        if kind == "multipart/form-data":
+            async with request.form(max_files=max_batch_images + 1, max_fields=MAX_FORM_FIELDS) as form:
+                values = form.getlist("files")
+                check_batch_size(len(values), max_batch_images, "files")
+                uploads = [await upload_bytes(value, f"files[{index}]") for index, value in enumerate(values)]
+            images = await run_in_threadpool(
+                lambda: [with_index(index, image_from_bytes, data) for index, data in enumerate(uploads)]
+            )
+        elif kind == "application/json":
+            items = await read_json(request, "images")
+            if not isinstance(items, list):
+                raise RequestProblem(422, "'images' must be a list of pixel arrays")
+            check_batch_size(len(items), max_batch_images, "images")
+            images = [with_index(index, pixels_to_image, item) for index, item in enumerate(items)]
+        else:
+            raise unsupported(request, "files", "images")
+        return await run_in_threadpool(answer, images)
+
+    return app
+
+
+def check_batch_size(count: int, limit: int, field: str) -> None:
+    if count == 0:
+        raise RequestProblem(422, f"no images: send at least one in {field!r}")
+    if count > limit:
+        raise RequestProblem(413, f"{count} images in one batch, over the limit of {limit}")
+
+
+def with_index(index: int, function: Any, value: Any) -> np.ndarray:
+    """Call `function(value)`; an ImageError names the batch item it came from."""
+    try:
+        return function(value)
+    except ImageError as error:
+        raise type(error)(f"item {index}: {error}") from None
+
+
+def status_for(error: ImageError) -> int:
+    if isinstance(error, ImageTooLargeError):
+        return 413
+    if isinstance(error, NotAnImageError):
+        return 415
+    return 422
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Every error as JSON {"error": "..."}: 4xx for what the client sent, 500 only for our own faults."""
+
+    @app.exception_handler(ImageError)
+    async def image_error(request: Request, error: ImageError) -> JSONResponse:
+        return JSONResponse({"error": str(error)}, status_code=status_for(error))
+
+    @app.exception_handler(RequestProblem)
+    async def request_problem(request: Request, error: RequestProblem) -> JSONResponse:
+        return JSONResponse({"error": str(error)}, status_code=error.status_code)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, error: HTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(error.detail)}, status_code=error.status_code, headers=error.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(f"{'.'.join(map(str, item['loc']))}: {item['msg']}" for item in error.errors())
+        return JSONResponse({"error": problems or "invalid request"}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, error: Exception) -> JSONResponse:
+        logger.exception("unexpected error serving %s %s", request.method, request.url.path)
+        return JSONResponse({"error": "internal server error"}, status_code=500)
+
+
+def serve(source: Any, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
+    """Run the app under uvicorn until interrupted."""
+    import uvicorn
+
+    uvicorn.run(create_app(source), host=host, port=port, log_level="info")
+
