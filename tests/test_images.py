@@ -1,0 +1,355 @@
+"""MNIST-style preprocessing of real images, on images the tests draw."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image, ImageDraw
+from scipy import ndimage
+
+from mnist_keras.constants import IMAGE_SIDE, NUM_CLASSES, NUM_PIXELS
+from mnist_keras.errors import UserError
+from mnist_keras.images import (
+    DIGIT_BOX_SIDE,
+    BlankImageError,
+    ImageError,
+    ImageTooLargeError,
+    NotAnImageError,
+    mnist_style,
+    pixels_to_image,
+    predict_images,
+    prediction_record,
+    preprocess_image_bytes,
+    preprocess_image_file,
+    read_image_file,
+)
+
+BLACK, WHITE = 0, 255
+
+
+def draw_seven(canvas: int = 300, left: int = 80, top: int = 60, height: int = 160, stroke: int = 16,
+               ink: int = BLACK, paper: int = WHITE) -> Image.Image:
+    """A "7" (a bar and a diagonal), `height` tall and 0.6 × as wide, in mode L."""
+    image = Image.new("L", (canvas, canvas), paper)
+    draw = ImageDraw.Draw(image)
+    width = int(0.6 * height)
+    draw.line([(left, top), (left + width, top), (left + width // 3, top + height)], fill=ink, width=stroke,
+              joint="curve")
+    return image
+
+
+def encode(image: Image.Image, format_name: str = "PNG", **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=format_name, **options)
+    return buffer.getvalue()
+
+
+def ink_box(digit: np.ndarray) -> tuple[int, int]:
+    rows = np.flatnonzero(digit.any(axis=1))
+    columns = np.flatnonzero(digit.any(axis=0))
+    return rows[-1] - rows[0] + 1, columns[-1] - columns[0] + 1
+
+
+@pytest.fixture(scope="module")
+def reference() -> np.ndarray:
+    """The 28×28 result for a black 7 on white, the baseline every variant is compared with."""
+    return preprocess_image_bytes(encode(draw_seven()))
+
+
+def assert_close(actual: np.ndarray, expected: np.ndarray, tolerance: float = 0.02) -> None:
+    """Same digit: blurred by a pixel (MNIST centres to whole pixels), the images differ little on average."""
+    assert actual.shape == (IMAGE_SIDE, IMAGE_SIDE)
+    difference = ndimage.gaussian_filter(actual, 1.0) - ndimage.gaussian_filter(expected, 1.0)
+    assert float(np.abs(difference).mean()) < tolerance
+
+
+# ---------------------------------------------------------------- the MNIST recipe
+
+
+def test_output_is_mnist_shaped(reference):
+    assert reference.dtype == np.float32
+    assert reference.shape == (IMAGE_SIDE, IMAGE_SIDE)
+    assert reference.min() == 0.0 and reference.max() == pytest.approx(1.0)
+    # Light ink on a background of exact zeros, as in MNIST.
+    assert (reference == 0).mean() > 0.6
+    assert reference[0].max() == 0.0 and reference[:, 0].max() == 0.0
+
+
+def test_longer_side_is_twenty_pixels_and_aspect_kept(reference):
+    height, width = ink_box(reference)
+    assert height == DIGIT_BOX_SIDE
+    # The 7 is 0.6 × as wide as tall, plus its stroke width.
+    assert 11 <= width <= 15
+
+
+def test_wide_digit_is_scaled_by_its_width():
+    image = Image.new("L", (400, 200), WHITE)
+    ImageDraw.Draw(image).line([(40, 100), (360, 100)], fill=BLACK, width=30)
+    height, width = ink_box(preprocess_image_bytes(encode(image)))
+    assert width == DIGIT_BOX_SIDE
+    assert height <= 4
+
+
+def test_centred_by_centre_of_mass(reference):
+    centre_row, centre_column = ndimage.center_of_mass(reference)
+    assert abs(centre_row - IMAGE_SIDE / 2) <= 0.5
+    assert abs(centre_column - IMAGE_SIDE / 2) <= 0.5
+
+
+def test_polarity_light_on_dark_matches_dark_on_light(reference):
+    inverted = preprocess_image_bytes(encode(draw_seven(ink=WHITE, paper=BLACK)))
+    assert_close(inverted, reference)
+
+
+def test_grey_paper_and_grey_ink_matches(reference):
+    faded = preprocess_image_bytes(encode(draw_seven(ink=90, paper=200)))
+    assert_close(faded, reference)
+
+
+@given(left=st.integers(30, 700), top=st.integers(30, 500), height=st.integers(60, 280))
+@settings(max_examples=20, deadline=None)
+def test_position_and_size_on_the_canvas_do_not_matter(left, top, height):
+    # Stroke width grows with the digit, as it does when a photo is taken closer.
+    image = draw_seven(canvas=1000, left=left, top=top, height=height, stroke=max(3, height // 10))
+    digit = preprocess_image_bytes(encode(image))
+    assert ink_box(digit)[0] == DIGIT_BOX_SIDE
+    centre_row, centre_column = ndimage.center_of_mass(digit)
+    assert abs(centre_row - IMAGE_SIDE / 2) <= 0.5 and abs(centre_column - IMAGE_SIDE / 2) <= 0.5
+    reference = preprocess_image_bytes(encode(draw_seven(canvas=1000, left=100, top=100, height=height,
+                                                         stroke=max(3, height // 10))))
+    assert_close(digit, reference)
+
+
+def test_off_centre_digit_is_moved_to_the_centre(reference):
+    # The stroke is 16 px wide, so 8 px from the edge is as close as the 7 gets without being cut.
+    corner = preprocess_image_bytes(encode(draw_seven(canvas=600, left=8, top=8)))
+    assert_close(corner, reference)
+
+
+def test_noise_and_specks_are_removed(reference):
+    rng = np.random.default_rng(0)
+    noisy = np.asarray(draw_seven(), dtype=np.float64) + rng.normal(0, 12, size=(300, 300))
+    noisy[5, 250] = noisy[290, 10] = 0  # isolated dark specks far from the digit
+    image = Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
+    assert_close(preprocess_image_bytes(encode(image)), reference)
+
+
+def test_mnist_style_input_passes_through_unchanged():
+    rng = np.random.default_rng(1)
+    digit = np.zeros((IMAGE_SIDE, IMAGE_SIDE), dtype=np.uint8)
+    digit[6:22, 12:16] = rng.integers(100, 256, size=(16, 4))  # off-centre on purpose: it must stay put
+    result = preprocess_image_bytes(encode(Image.fromarray(digit)))
+    np.testing.assert_array_equal(result, digit.astype(np.float32) / 255)
+
+
+def test_mnist_style_rejects_non_two_dimensional_arrays():
+    with pytest.raises(ImageError):
+        mnist_style(np.zeros((3, 28, 28)))
+
+
+# ---------------------------------------------------------------- modes and formats
+
+
+def test_rgba_with_transparent_background(reference):
+    strokes = np.asarray(draw_seven(ink=WHITE, paper=BLACK))  # coverage: 255 where drawn
+    rgba = np.zeros((300, 300, 4), dtype=np.uint8)
+    rgba[..., 3] = strokes  # black strokes, transparent elsewhere (a canvas export)
+    assert_close(preprocess_image_bytes(encode(Image.fromarray(rgba, mode="RGBA"))), reference)
+    rgba[..., :3] = 255  # white strokes on transparency
+    assert_close(preprocess_image_bytes(encode(Image.fromarray(rgba, mode="RGBA"))), reference)
+
+
+def test_rgb_coloured_ink(reference):
+    rgb = Image.new("RGB", (300, 300), (250, 245, 230))
+    rgb.paste((20, 40, 140), mask=Image.eval(draw_seven(), lambda value: 255 - value))
+    assert_close(preprocess_image_bytes(encode(rgb)), reference)
+
+
+def test_palette_image(reference):
+    palette = draw_seven().convert("RGB").convert("P", palette=Image.Palette.ADAPTIVE, colors=4)
+    assert palette.mode == "P"
+    assert_close(preprocess_image_bytes(encode(palette)), reference)
+
+
+def test_sixteen_bit_greyscale(reference):
+    deep = (np.asarray(draw_seven(), dtype=np.uint16) * 257).astype(np.uint16)
+    image = Image.fromarray(deep)
+    assert image.mode.startswith("I;16")
+    data = encode(image)
+    assert Image.open(io.BytesIO(data)).mode.startswith("I")
+    assert_close(preprocess_image_bytes(data), reference)
+
+
+def test_one_bit_image(reference):
+    assert_close(preprocess_image_bytes(encode(draw_seven().convert("1"))), reference)
+
+
+@pytest.mark.parametrize("format_name", ["JPEG", "BMP", "GIF", "WEBP", "TIFF"])
+def test_other_formats(format_name, reference):
+    image = draw_seven() if format_name != "WEBP" else draw_seven().convert("RGB")
+    assert_close(preprocess_image_bytes(encode(image, format_name)), reference)
+
+
+def test_animated_gif_uses_the_first_frame(reference):
+    frames = [draw_seven().convert("P"), Image.new("P", (300, 300), 0)]
+    data = encode(frames[0], "GIF", save_all=True, append_images=frames[1:])
+    assert Image.open(io.BytesIO(data)).n_frames == 2
+    assert_close(preprocess_image_bytes(data), reference)
+
+
+def test_large_image_is_reduced_first(reference):
+    image = draw_seven(canvas=3000, left=800, top=600, height=1600, stroke=160)
+    assert_close(preprocess_image_bytes(encode(image)), reference, tolerance=0.04)
+
+
+# ---------------------------------------------------------------- refusals
+
+
+@pytest.mark.parametrize("level", [0, 128, 255])
+def test_uniform_image_is_blank(level):
+    with pytest.raises(BlankImageError, match="no ink"):
+        preprocess_image_bytes(encode(Image.new("L", (200, 200), level)))
+
+
+def test_faint_noise_only_is_blank():
+    rng = np.random.default_rng(2)
+    noise = np.clip(rng.normal(230, 4, size=(200, 200)), 0, 255).astype(np.uint8)
+    with pytest.raises(BlankImageError):
+        preprocess_image_bytes(encode(Image.fromarray(noise)))
+
+
+def test_fully_transparent_image_is_blank():
+    with pytest.raises(BlankImageError):
+        preprocess_image_bytes(encode(Image.new("RGBA", (100, 100), (0, 0, 0, 0))))
+
+
+def test_blank_mnist_style_image():
+    with pytest.raises(BlankImageError):
+        preprocess_image_bytes(encode(Image.new("L", (IMAGE_SIDE, IMAGE_SIDE), 0)))
+
+
+@pytest.mark.parametrize("data", [b"", b"hello, this is text", b"%PDF-1.4\n" + bytes(200), bytes(range(256))])
+def test_not_an_image(data):
+    with pytest.raises(NotAnImageError):
+        preprocess_image_bytes(data)
+
+
+@pytest.mark.parametrize("format_name", ["PNG", "JPEG", "GIF"])
+def test_truncated_file(format_name):
+    rng = np.random.default_rng(3)
+    # Noise does not compress, so half the file is half the pixels.
+    noisy = Image.fromarray(rng.integers(0, 256, size=(200, 200), dtype=np.uint8))
+    data = encode(noisy, format_name)
+    with pytest.raises(ImageError, match="truncated|corrupt|not an image"):
+        preprocess_image_bytes(data[: len(data) // 2])
+
+
+def test_errors_are_user_errors_with_one_line_messages():
+    with pytest.raises(UserError) as caught:
+        preprocess_image_bytes(b"\x89PNG\r\n\x1a\n" + bytes(40))
+    assert "\n" not in str(caught.value)
+
+
+def test_too_many_bytes():
+    data = encode(draw_seven())
+    with pytest.raises(ImageTooLargeError, match="bytes"):
+        preprocess_image_bytes(data, max_bytes=len(data) - 1)
+
+
+def test_too_many_pixels_is_refused_before_decoding():
+    # A few kilobytes of PNG that would decode to 25 million pixels: a decompression bomb.
+    bomb = encode(Image.new("1", (5000, 5000), 1), optimize=True)
+    assert len(bomb) < 100_000
+    with pytest.raises(ImageTooLargeError, match="pixels"):
+        preprocess_image_bytes(bomb)
+    with pytest.raises(ImageTooLargeError, match="pixels"):
+        preprocess_image_bytes(encode(draw_seven()), max_pixels=300 * 300 - 1)
+
+
+def test_file_reading(tmp_path, reference):
+    path = tmp_path / "seven.png"
+    path.write_bytes(encode(draw_seven()))
+    assert_close(preprocess_image_file(path), reference, tolerance=1e-6)
+    with pytest.raises(ImageTooLargeError, match="over the limit"):
+        read_image_file(path, max_bytes=10)
+    with pytest.raises(ImageError, match="no such file"):
+        preprocess_image_file(tmp_path / "missing.png")
+    with pytest.raises(ImageError, match="directory"):
+        preprocess_image_file(tmp_path)
+    text = tmp_path / "notes.png"
+    text.write_text("not really a png")
+    with pytest.raises(NotAnImageError, match="notes.png"):
+        preprocess_image_file(text)
+
+
+# ---------------------------------------------------------------- pixels from clients
+
+
+def test_pixels_nested_and_flat():
+    rng = np.random.default_rng(4)
+    values = rng.random((IMAGE_SIDE, IMAGE_SIDE))
+    np.testing.assert_allclose(pixels_to_image(values.tolist()), values, rtol=1e-6)
+    np.testing.assert_allclose(pixels_to_image(values.ravel().tolist()), values, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ([0.5] * (NUM_PIXELS - 1), "shape"),
+        ([[0.5] * IMAGE_SIDE] * (IMAGE_SIDE - 1), "shape"),
+        ([[0.5] * IMAGE_SIDE] * (IMAGE_SIDE - 1) + [[0.5]], "pixels must be"),
+        (["a"] * NUM_PIXELS, "pixels must be"),
+        ([float("nan")] * NUM_PIXELS, "finite"),
+        ([2.0] * NUM_PIXELS, r"\[0, 1\]"),
+        ([-0.1] + [0.5] * (NUM_PIXELS - 1), r"\[0, 1\]"),
+        ([10**400] * NUM_PIXELS, "pixels must be|finite"),
+        ({"a": 1}, "shape|pixels must be"),
+        (0.5, "shape"),
+    ],
+)
+def test_bad_pixels(values, message):
+    with pytest.raises(ImageError, match=message):
+        pixels_to_image(values)
+
+
+def test_blank_pixels():
+    with pytest.raises(BlankImageError):
+        pixels_to_image([0.0] * NUM_PIXELS)
+
+
+# ---------------------------------------------------------------- records
+
+
+def test_prediction_record_and_top_k():
+    probabilities = np.array([0.01, 0.05, 0.6, 0.04, 0.2, 0.02, 0.03, 0.02, 0.02, 0.01])
+    record = prediction_record(probabilities, top_k=3)
+    assert record["digit"] == 2
+    assert record["confidence"] == pytest.approx(0.6)
+    assert record["probabilities"] == pytest.approx(probabilities.tolist())
+    assert [entry["digit"] for entry in record["top_k"]] == [2, 4, 1]
+    assert "top_k" not in prediction_record(probabilities)
+
+
+def test_predict_images_batches_through_the_predictor():
+    class Recorder:
+        name = "recorder"
+        calls: list[np.ndarray] = []
+
+        def predict(self, batch: np.ndarray) -> np.ndarray:
+            self.calls.append(batch)
+            # Digit = the row index (of 28) holding the most ink, modulo 10: depends on the input.
+            rows = batch.reshape(-1, IMAGE_SIDE, IMAGE_SIDE).sum(axis=2).argmax(axis=1) % NUM_CLASSES
+            return np.eye(NUM_CLASSES, dtype=np.float32)[rows]
+
+    images = [np.zeros((IMAGE_SIDE, IMAGE_SIDE), np.float32) for _ in range(2)]
+    images[0][3] = 1
+    images[1][17] = 1
+    predictor = Recorder()
+    records = predict_images(predictor, images)
+    assert [record["digit"] for record in records] == [3, 7]
+    assert len(predictor.calls) == 1 and predictor.calls[0].shape == (2, NUM_PIXELS)
+    assert predict_images(predictor, []) == []
