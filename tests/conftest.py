@@ -68,3 +68,17 @@ def real_run(tmp_path_factory, real_mnist) -> Path:
     run_dir = tmp_path_factory.mktemp("runs") / "real"
     train(dataclasses.replace(Config(), epochs=2), real_mnist, run_dir, verbose=0)
     return run_dir
+
+
+@pytest.fixture(scope="session")
+def well_trained_run(tmp_path_factory, real_mnist) -> Path:
+    """The seed recipe trained for eight epochs on the real MNIST (about 98% test accuracy).
+
+    For tests that judge how well real handwriting is read (image files, the
+    drawing page): two epochs leave too little margin above 97%.
+    """
+    from mnist_keras.train import train
+
+    run_dir = tmp_path_factory.mktemp("runs") / "well-trained"
+    train(dataclasses.replace(Config(), epochs=8), real_mnist, run_dir, verbose=0)
+    return run_dir
