@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -95,8 +96,14 @@ def test_drawing_page_is_served_and_works_offline(client):
         assert "http://" not in text and "https://" not in text and "//cdn" not in text, path.name
 
 
-def test_openapi_docs(client):
-    assert client.get("/docs").status_code == 200
+def test_openapi_docs_work_offline(client):
+    docs = client.get("/docs")
+    assert docs.status_code == 200
+    assets = re.findall(r'(?:src|href)="([^"]+)"', docs.text) + re.findall(r"url: '([^']+)'", docs.text)
+    assert any(asset.endswith(".js") for asset in assets)
+    for asset in assets:
+        assert asset.startswith("/"), f"/docs loads {asset} from elsewhere"
+        assert client.get(asset).status_code == 200, asset
     schema = client.get("/openapi.json").json()
     assert {"/predict", "/predict/batch", "/healthz"} <= set(schema["paths"])
     body = schema["paths"]["/predict"]["post"]["requestBody"]["content"]

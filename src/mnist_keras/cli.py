@@ -154,6 +154,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def port_number(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is between 0 and 65535, got {value}")
+    return value
+
+
 def run_predict(args: argparse.Namespace) -> int:
     from mnist_keras.rundir import check_run_dir
 
@@ -225,7 +235,7 @@ def build_parser() -> ArgumentParser:
     serve = commands.add_parser("serve", help="serve the drawing page and the prediction API")
     serve.add_argument("run", metavar="RUN", help="run directory")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
+    serve.add_argument("--port", type=port_number, default=8000, help="port to listen on (default: 8000)")
     add_backend_flag(serve)
     serve.set_defaults(handler=run_serve)
     return parser
