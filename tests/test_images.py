@@ -184,6 +184,22 @@ def test_sixteen_bit_greyscale(reference):
     assert_close(preprocess_image_bytes(data), reference)
 
 
+@pytest.mark.parametrize(
+    "mode, format_name",
+    [("LA", "PNG"), ("CMYK", "JPEG"), ("CMYK", "TIFF"), ("YCbCr", "JPEG"), ("I", "TIFF"), ("F", "TIFF")],
+)
+def test_other_modes(mode, format_name, reference):
+    image = draw_seven()
+    if mode == "I":
+        image = Image.fromarray(np.asarray(image, dtype=np.int32) * 257)  # 16-bit levels in a 32-bit image
+    elif mode == "F":
+        image = Image.fromarray(np.asarray(image, dtype=np.float32) / 255)
+    else:
+        image = image.convert(mode)
+    assert image.mode == mode
+    assert_close(preprocess_image_bytes(encode(image, format_name)), reference)
+
+
 def test_one_bit_image(reference):
     assert_close(preprocess_image_bytes(encode(draw_seven().convert("1"))), reference)
 

@@ -286,6 +286,7 @@ def test_any_json_gets_a_4xx_or_an_answer(client, value):
         assert response.headers["content-type"] == "application/json"
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")  # Pillow warns about the corrupt metadata it reads
 @given(data=st.binary(max_size=2000), prefix=st.sampled_from([b"", b"\x89PNG\r\n\x1a\n", b"GIF89a", b"\xff\xd8\xff",
                                                                b"BM", b"RIFF\x00\x00\x00\x00WEBP", b"II*\x00"]))
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -311,3 +312,14 @@ def test_load_script_runs_bounded_with_zero_errors(tiny_run, tmp_path, capsys):
     assert results["errors"] == 0 and results["requests"] > 0
     assert results["p50_ms"] <= results["p99_ms"]
     assert "requests/s" in capsys.readouterr().out
+
+
+def test_serve_command_refuses_bad_input(tmp_path, tiny_run, capsys):
+    from mnist_keras.cli import main
+
+    assert main(["serve", str(tmp_path / "no-run")]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    for port in ("70000", "http"):
+        with pytest.raises(SystemExit) as caught:
+            main(["serve", str(tiny_run), "--port", port])
+        assert caught.value.code == 2

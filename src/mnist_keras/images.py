@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import io
 import math
-import struct
-import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -114,36 +112,33 @@ def decode_image(
         raise ImageTooLargeError(f"image is {len(data):,} bytes, over the limit of {max_bytes:,}")
     if not data:
         raise NotAnImageError("the file is empty, not an image")
-    with warnings.catch_warnings():
-        # Pillow's own bomb check warns below its hard limit; ours is stricter and explicit.
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        try:
-            image = Image.open(io.BytesIO(data))
-        except UnidentifiedImageError:
-            raise NotAnImageError("not an image (no format Pillow reads: PNG, JPEG, BMP, GIF, WebP, TIFF, ...)") \
-                from None
-        except Image.DecompressionBombError:
-            raise ImageTooLargeError(f"image has more than {max_pixels:,} pixels (decompression bomb?)") from None
-        except (OSError, SyntaxError, ValueError, EOFError) as error:
-            raise ImageError(f"corrupt or truncated image ({one_line(error)})") from None
-        pixels = image.width * image.height
-        if pixels > max_pixels:
-            raise ImageTooLargeError(
-                f"image is {image.width}x{image.height} = {pixels:,} pixels, over the limit of {max_pixels:,}"
-            )
-        if pixels == 0:
-            raise ImageError("image has no pixels")
-        try:
-            image.seek(0)
-            if image.format == "JPEG":
-                # Let the JPEG decoder scale down on its own, which is much faster than decoding in full.
-                image.draft(image.mode, (WORKING_SIDE, WORKING_SIDE))
-            image.load()
-            image = ImageOps.exif_transpose(image)
-        except Image.DecompressionBombError:
-            raise ImageTooLargeError(f"image has more than {max_pixels:,} pixels (decompression bomb?)") from None
-        except (OSError, SyntaxError, ValueError, EOFError, struct.error) as error:
-            raise ImageError(f"corrupt or truncated image ({one_line(error)})") from None
+    try:
+        image = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise NotAnImageError("not an image (no format Pillow reads: PNG, JPEG, BMP, GIF, WebP, TIFF, ...)") \
+            from None
+    except Image.DecompressionBombError:
+        raise ImageTooLargeError(f"image has more than {max_pixels:,} pixels (decompression bomb?)") from None
+    except Exception as error:  # malformed files make Pillow's decoders raise all kinds of exceptions
+        raise ImageError(f"corrupt or truncated image ({one_line(error)})") from None
+    pixels = image.width * image.height
+    if pixels > max_pixels:
+        raise ImageTooLargeError(
+            f"image is {image.width}x{image.height} = {pixels:,} pixels, over the limit of {max_pixels:,}"
+        )
+    if pixels == 0:
+        raise ImageError("image has no pixels")
+    try:
+        image.seek(0)
+        if image.format == "JPEG":
+            # Let the JPEG decoder scale down on its own, which is much faster than decoding in full.
+            image.draft(image.mode, (WORKING_SIDE, WORKING_SIDE))
+        image.load()
+        image = ImageOps.exif_transpose(image)
+    except Image.DecompressionBombError:
+        raise ImageTooLargeError(f"image has more than {max_pixels:,} pixels (decompression bomb?)") from None
+    except Exception as error:  # as above: any failure to decode untrusted bytes is a bad file
+        raise ImageError(f"corrupt or truncated image ({one_line(error)})") from None
     return image
 
 
@@ -291,7 +286,12 @@ def preprocess_image_bytes(
     data: bytes, max_bytes: int = MAX_IMAGE_BYTES, max_pixels: int = MAX_IMAGE_PIXELS
 ) -> np.ndarray:
     """Image file bytes → float32 28×28 in [0, 1], ink = 1: exactly what the model reads."""
-    return mnist_style(grayscale_array(decode_image(data, max_bytes=max_bytes, max_pixels=max_pixels)))
+    image = decode_image(data, max_bytes=max_bytes, max_pixels=max_pixels)
+    try:
+        gray = grayscale_array(image)
+    except (ValueError, OSError) as error:
+        raise ImageError(f"unsupported image mode {image.mode} ({one_line(error)})") from None
+    return mnist_style(gray)
 
 
 def preprocess_image_file(path: str | Path, max_bytes: int = MAX_IMAGE_BYTES) -> np.ndarray:
