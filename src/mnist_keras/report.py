@@ -186,6 +186,24 @@ def classification_table(per_class: Sequence[Mapping[str, Any]]) -> list[dict[st
     return rows
 
 
+CLASSIFICATION_HEADER = ("class", "precision", "recall", "f1", "support")
+
+
+def classification_cells(per_class: Sequence[Mapping[str, Any]]) -> list[tuple[str, ...]]:
+    """The classification report's rows as formatted strings (4 decimals, thousands separators)."""
+    return [
+        (row["class"], f"{row['precision']:.4f}", f"{row['recall']:.4f}", f"{row['f1']:.4f}", f"{row['support']:,}")
+        for row in classification_table(per_class)
+    ]
+
+
+def classification_text(per_class: Sequence[Mapping[str, Any]]) -> str:
+    """The classification report as aligned plain text, for a terminal or a notebook."""
+    rows = [CLASSIFICATION_HEADER, *classification_cells(per_class)]
+    widths = [max(len(row[column]) for row in rows) for column in range(len(CLASSIFICATION_HEADER))]
+    return "\n".join("  ".join(cell.rjust(width) for cell, width in zip(row, widths)) for row in rows)
+
+
 def summary_rows(metrics: Mapping[str, Any], ece: float, best_epoch: int | None) -> list[tuple[str, str]]:
     """The headline numbers, formatted as `mnist-keras evaluate` prints them."""
     total = sum(row["support"] for row in metrics["per_class"])
@@ -293,14 +311,7 @@ def render_html(
     best_epoch: int | None,
 ) -> str:
     """The whole report page: one string, every image inline, no external reference."""
-    classification = html_table(
-        ("class", "precision", "recall", "f1", "support"),
-        [
-            (row["class"], f"{row['precision']:.4f}", f"{row['recall']:.4f}", f"{row['f1']:.4f}", f"{row['support']:,}")
-            for row in classification_table(metrics["per_class"])
-        ],
-        css_class="numbers",
-    )
+    classification = html_table(CLASSIFICATION_HEADER, classification_cells(metrics["per_class"]), css_class="numbers")
     sections = [("summary", "Summary"), ("classification-report", "Classification report"),
                 ("figures", "Figures"), ("recipe", "Recipe"), ("data", "Data"), ("environment", "Versions")]
     data = record.get("data", {})
