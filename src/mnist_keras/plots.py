@@ -22,7 +22,7 @@ import numpy as np
 import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FixedFormatter, FixedLocator, MaxNLocator, NullLocator
 
 from mnist_keras.constants import IMAGE_SIDE, NUM_CLASSES
 
@@ -262,10 +262,15 @@ def plot_learning_rate(
 ) -> Figure:
     """The learning rate used in each epoch (log scale): where ReduceLROnPlateau halved it."""
     ax = single_axes(ax, CHART_SIZE_INCHES)
-    ax.step(*history_column(history, "learning_rate"), where="mid", marker="o", markersize=3, color=NEUTRAL_COLOR,
-            label="learning rate")
+    epochs, rates = history_column(history, "learning_rate")
+    ax.step(epochs, rates, where="mid", marker="o", markersize=3, color=NEUTRAL_COLOR, label="learning rate")
     mark_epochs(ax, best, stopped)
     ax.set_yscale("log")
+    # Tick exactly the rates used (1e-3, 5e-4, ...): easier to read than decades on a log axis.
+    distinct = sorted(set(rates))
+    ax.yaxis.set_major_locator(FixedLocator(distinct))
+    ax.yaxis.set_major_formatter(FixedFormatter([f"{rate:.3g}" for rate in distinct]))
+    ax.yaxis.set_minor_locator(NullLocator())
     ax.set_xlabel("epoch")
     ax.set_ylabel("learning rate")
     ax.set_title("learning rate per epoch")
@@ -400,12 +405,15 @@ def plot_reliability_diagram(
     width = bins.edges[1] - bins.edges[0]
     filled = bins.counts > 0
     centres = bins.edges[:-1] + width / 2
-    bars = ax.bar(centres[filled], bins.accuracy[filled], width=width * 0.9, color=NEUTRAL_COLOR, edgecolor="black",
-                  label="accuracy in bin")
-    ax.bar_label(bars, labels=[f"n={count:,}" for count in bins.counts[filled]], fontsize="x-small")
+    ax.bar(centres[filled], bins.accuracy[filled], width=width * 0.9, color=NEUTRAL_COLOR, edgecolor="black",
+           label="accuracy in bin")
     # Hatched outlines, not filled bars, so a gap above or below the accuracy bar stays readable.
     ax.bar(centres[filled], bins.confidence[filled] - bins.accuracy[filled], bottom=bins.accuracy[filled],
            width=width * 0.9, fill=False, hatch="//", edgecolor=WRONG_COLOR, label="gap to mean confidence")
+    for centre, top, count in zip(
+        centres[filled], np.maximum(bins.accuracy, bins.confidence)[filled], bins.counts[filled]
+    ):
+        ax.text(centre, top + 0.01, f"n={count:,}", ha="center", va="bottom", fontsize="x-small")
     ax.plot([0, 1], [0, 1], linestyle="--", color="black", label="perfect calibration")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.08)

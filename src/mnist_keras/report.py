@@ -258,7 +258,7 @@ h2 { border-bottom: 1px solid #ccc; padding-bottom: 0.2rem; margin-top: 2.2rem; 
 table { border-collapse: collapse; margin: 0.8rem 0; }
 th, td { padding: 0.25rem 0.8rem; border-bottom: 1px solid #e4e4e4; text-align: left; }
 td { font-variant-numeric: tabular-nums; }
-table.numbers td { text-align: right; }
+table.numbers td, table.numbers th { text-align: right; }
 thead th { border-bottom: 2px solid #999; }
 figure { margin: 1.2rem 0 2rem; }
 figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
