@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install install-test train test
+.PHONY: install install-test train test seeds notebook
 
 install: $(VENV)/.installed
 
@@ -19,9 +19,22 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $@
 
+$(VENV)/.installed-notebook: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e ".[notebook]"
+	touch $@
+
 # The seed recipe, end to end, into runs/latest/.
 train: install
 	$(BIN)/mnist-keras train --out runs/latest --overwrite
 
 test: install-test
 	$(BIN)/python -m pytest
+
+# The README's results table: the seed recipe over seeds 1-5.
+seeds: install
+	$(BIN)/python benchmarks/seeds.py --seeds 1 2 3 4 5
+
+# Re-execute the seed notebook top to bottom, in place: a full seed-recipe run into runs/notebook/,
+# so the committed notebook carries every figure and number. The kernel runs in notebooks/.
+notebook: $(VENV)/.installed-notebook
+	$(BIN)/jupyter-execute --inplace --kernel_name=python3 notebooks/mnist_classifier.ipynb

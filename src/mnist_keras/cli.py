@@ -119,12 +119,14 @@ def run_train(args: argparse.Namespace) -> int:
     select_backend(args.backend)
     from mnist_keras.data import load_mnist
     from mnist_keras.evaluate import format_summary
+    from mnist_keras.rundir import REPORT_FILE
     from mnist_keras.train import train
 
     mnist = load_mnist(args.data)
     metrics = train(config, mnist, run_dir)
     print(format_summary(metrics))
     print(f"run written to {run_dir}")
+    print(f"report at {run_dir / REPORT_FILE}")
     return EXIT_OK
 
 
@@ -192,6 +194,19 @@ def run_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def run_report(args: argparse.Namespace) -> int:
+    from mnist_keras.rundir import FIGURES_DIR, check_run_dir
+
+    check_run_dir(Path(args.run))
+    select_backend(args.backend)
+    from mnist_keras.data import load_mnist
+    from mnist_keras.report import build_report
+
+    report_path = build_report(args.run, load_mnist(args.data))
+    print(f"report written to {report_path} (figures in {report_path.parent / FIGURES_DIR})")
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------- parser
 
 
@@ -238,6 +253,12 @@ def build_parser() -> ArgumentParser:
     serve.add_argument("--port", type=port_number, default=8000, help="port to listen on (default: 8000)")
     add_backend_flag(serve)
     serve.set_defaults(handler=run_serve)
+
+    report = commands.add_parser("report", help="write a run's figures/*.png and self-contained report.html")
+    report.add_argument("run", metavar="RUN", help="run directory")
+    add_data_flag(report)
+    add_backend_flag(report)
+    report.set_defaults(handler=run_report)
     return parser
 
 

@@ -10,7 +10,7 @@ from keras import layers
 from mnist_keras.config import Config
 from mnist_keras.constants import NUM_CLASSES, NUM_PIXELS
 from mnist_keras.errors import RunDirectoryError
-from mnist_keras.rundir import MODEL_FILE
+from mnist_keras.rundir import MODEL_FILE, read_run_config
 
 MODEL_NAME = "mnist_mlp"
 
@@ -48,14 +48,32 @@ def count_parameters(model: keras.Model) -> tuple[int, int]:
 
 
 def load_run_model(run_dir: str | Path) -> keras.Model:
-    """Load a run's model.keras in Keras's safe mode; refuse files that are not our MLP."""
-    path = Path(run_dir) / MODEL_FILE
+    """Load a run's model.keras in Keras's safe mode; refuse files that are not the run's MLP.
+
+    The architecture must match the recipe in the run's config.json: same layer
+    types in the same order and the same weight shapes.
+    """
+    run_dir = Path(run_dir)
+    config = read_run_config(run_dir)
+    path = run_dir / MODEL_FILE
     try:
         model = keras.saving.load_model(path, safe_mode=True)
     except Exception as error:  # Keras raises many types for a bad archive; all mean "not loadable"
-        raise RunDirectoryError(f"{path} is not a loadable Keras model ({type(error).__name__}: {error})") from None
-    if model.input_shape != (None, NUM_PIXELS) or model.output_shape != (None, NUM_CLASSES):
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise RunDirectoryError(f"{path} is not a loadable Keras model ({reason})") from None
+    if architecture(model) != architecture(build_model(config)):
         raise RunDirectoryError(
-            f"{path} is not an MNIST classifier (input {model.input_shape}, output {model.output_shape})"
+            f"{path} does not match the recipe in {run_dir / 'config.json'} "
+            "(different layers or weight shapes); was it replaced?"
         )
     return model
+
+
+def architecture(model: keras.Model) -> list[tuple[str, tuple]]:
+    """Layer types and weight shapes, in order: what must match for a model to be 'ours'."""
+    if not isinstance(model, keras.Model):
+        return []
+    return [
+        (type(layer).__name__, tuple(tuple(weight.shape) for weight in layer.weights))
+        for layer in model.layers
+    ]

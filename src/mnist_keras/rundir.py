@@ -14,7 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from mnist_keras.errors import RunDirectoryError
+from mnist_keras.config import Config
+from mnist_keras.errors import ConfigError, RunDirectoryError
 
 MODEL_FILE = "model.keras"
 CONFIG_FILE = "config.json"
@@ -83,3 +84,15 @@ def check_run_dir(run_dir: Path) -> Path:
     if missing:
         raise RunDirectoryError(f"run directory {run_dir} is incomplete: missing {', '.join(missing)}")
     return run_dir
+
+
+def read_run_config(run_dir: Path) -> Config:
+    """The recipe recorded in a run's config.json; a malformed file is a RunDirectoryError."""
+    path = Path(run_dir) / CONFIG_FILE
+    record = read_json(path)
+    if not isinstance(record, dict) or not isinstance(record.get("recipe"), dict):
+        raise RunDirectoryError(f"{path} has no 'recipe' table; is this a mnist-keras run directory?")
+    try:
+        return Config.from_dict(record["recipe"])
+    except ConfigError as error:
+        raise RunDirectoryError(f"{path}: {error}") from None

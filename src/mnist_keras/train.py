@@ -14,10 +14,10 @@ from typing import Any
 import keras
 import numpy as np
 
-from mnist_keras import environment, evaluate
+from mnist_keras import environment, evaluate, report
 from mnist_keras.config import Config
 from mnist_keras.data import Mnist, one_hot, preprocess_images
-from mnist_keras.model import build_model, compile_model
+from mnist_keras.model import build_model, compile_model, count_parameters
 from mnist_keras.rundir import (
     CONFIG_FILE,
     HISTORY_FILE,
@@ -150,7 +150,12 @@ def train_into(config: Config, mnist: Mnist, directory: Path, verbose: int) -> d
     write_json_atomic(directory / CONFIG_FILE, run_config_record(config, mnist))
     write_text_atomic(directory / HISTORY_FILE, history_csv(recorder.rows))
     model.save(directory / MODEL_FILE)
-    metrics = evaluate.evaluate_model(model, mnist.x_test, mnist.y_test, batch_size=config.batch_size)
+    # Keep the test-set probabilities: the report draws its figures from them.
+    probabilities = evaluate.predict_probabilities(model, mnist.x_test, batch_size=config.batch_size)
+    metrics = evaluate.compute_metrics(mnist.y_test, probabilities)
+    metrics["total_params"], metrics["trainable_params"] = count_parameters(model)
     metrics.update(evaluate.training_summary(recorder.rows, train_seconds))
     write_json_atomic(directory / METRICS_FILE, metrics)
+    # Written inside the staging directory, so no run is ever published without its report.
+    report.build_report(directory, mnist, probabilities)
     return metrics

@@ -1,0 +1,85 @@
+"""The command line as a user runs it: exit codes, one-line errors, nothing half-written."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import TINY_RECIPE
+from mnist_keras.cli import main
+
+
+def run_cli(*args, env=None, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-m", "mnist_keras.cli", *args],
+        capture_output=True, text=True, env={**os.environ, **(env or {})}, cwd=cwd,
+    )
+
+
+def test_bad_flag_is_one_line_and_exit_2(capsys):
+    with pytest.raises(SystemExit) as caught:
+        main(["train", "--no-such-flag"])
+    assert caught.value.code == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_bad_recipe_value_is_one_line_and_exit_2(capsys, tmp_path):
+    assert main(["train", "--epochs", "many", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines() == ["mnist-keras train: error: --epochs expects int, got 'many'"]
+    assert not (tmp_path / "run").exists()
+
+
+def test_corrupt_data_exits_2_and_leaves_no_run(tmp_path):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        (data_dir / f"{name}.gz").write_bytes(b"\x1f\x8b definitely not gzip")
+    result = run_cli("train", "--data", str(data_dir), "--out", str(tmp_path / "run"), "--epochs", "1",
+                     env={"MNIST_KERAS_CACHE": str(tmp_path / "cache")})
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "corrupt or truncated gzip" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()
+    assert not any(path.name.startswith(".run") for path in tmp_path.iterdir())
+
+
+def test_evaluate_missing_run_exits_2(tmp_path):
+    result = run_cli("evaluate", str(tmp_path / "nope"))
+    assert result.returncode == 2
+    assert "does not exist" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_existing_out_needs_overwrite(tiny_run, capsys):
+    assert main(["train", "--out", str(tiny_run)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def test_evaluate_prints_summary_and_rewrites_metrics(tiny_run, tiny_mnist, monkeypatch, capsys):
+    import mnist_keras.data
+
+    monkeypatch.setattr(mnist_keras.data, "load_mnist", lambda data=None: tiny_mnist)
+    metrics_path = tiny_run / "metrics.json"
+    before = json.loads(metrics_path.read_text())
+    metrics_path.write_text(json.dumps({**before, "test_accuracy": -1.0}))
+    assert main(["evaluate", str(tiny_run)]) == 0
+    out = capsys.readouterr().out
+    assert "test accuracy" in out and "precision" in out
+    after = json.loads(metrics_path.read_text())
+    assert after["test_accuracy"] == pytest.approx(before["test_accuracy"])
+    assert after["epochs_trained"] == before["epochs_trained"]
+
+
+def test_train_with_config_file_and_flag_override(tmp_path, tiny_mnist, monkeypatch, capsys):
+    import mnist_keras.data
+
+    monkeypatch.setattr(mnist_keras.data, "load_mnist", lambda data=None: tiny_mnist)
+    recipe = tmp_path / "recipe.json"
+    recipe.write_text(json.dumps({**TINY_RECIPE.to_dict(), "epochs": 5}))
+    run_dir = tmp_path / "run"
+    assert main(["train", "--config", str(recipe), "--epochs", "1", "--seed", "3", "--out", str(run_dir)]) == 0
+    saved = json.loads((run_dir / "config.json").read_text())["recipe"]
+    assert saved["epochs"] == 1 and saved["seed"] == 3 and saved["hidden_units"] == list(TINY_RECIPE.hidden_units)

@@ -1,0 +1,81 @@
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from conftest import TINY_RECIPE
+from mnist_keras import rundir
+from mnist_keras.evaluate import read_history
+from mnist_keras.train import HISTORY_COLUMNS, split_validation, train
+
+METRIC_FIELDS = {
+    "test_loss", "test_accuracy", "misclassified", "epochs_trained", "best_val_accuracy",
+    "total_params", "trainable_params", "train_seconds", "per_class", "confusion_matrix",
+}
+
+
+def test_run_directory_is_complete(tiny_run, tiny_mnist):
+    for name in rundir.REQUIRED_FILES:
+        assert (tiny_run / name).is_file(), name
+    assert not rundir.staging_path(tiny_run).exists()
+
+    metrics = json.loads((tiny_run / rundir.METRICS_FILE).read_text())
+    assert METRIC_FIELDS <= set(metrics)
+    assert [row["digit"] for row in metrics["per_class"]] == list(range(10))
+    matrix = np.array(metrics["confusion_matrix"])
+    assert matrix.shape == (10, 10) and matrix.sum() == len(tiny_mnist.y_test)
+    assert metrics["misclassified"] == matrix.sum() - np.trace(matrix)
+    assert metrics["epochs_trained"] == TINY_RECIPE.epochs
+
+    with open(tiny_run / rundir.HISTORY_FILE) as handle:
+        rows = list(csv.DictReader(handle))
+    assert tuple(rows[0]) == HISTORY_COLUMNS
+    assert len(rows) == TINY_RECIPE.epochs
+
+    config = json.loads((tiny_run / rundir.CONFIG_FILE).read_text())
+    assert config["recipe"] == TINY_RECIPE.to_dict()
+    assert config["backend"] == "jax"
+    assert "keras" in config["versions"] and len(config["data"]["md5"]) == 4
+
+
+def test_validation_is_the_last_tenth():
+    x = np.arange(100)
+    (x_fit, _), (x_val, _) = split_validation(x, x, 0.1)
+    assert x_fit.tolist() == list(range(90)) and x_val.tolist() == list(range(90, 100))
+
+
+def test_same_seed_same_numbers(tmp_path, tiny_mnist):
+    import dataclasses
+
+    recipe = dataclasses.replace(TINY_RECIPE, epochs=2)
+    first = train(recipe, tiny_mnist, tmp_path / "a", verbose=0)
+    second = train(recipe, tiny_mnist, tmp_path / "b", verbose=0)
+    assert first["test_loss"] == second["test_loss"]
+    history_a, history_b = read_history(tmp_path / "a"), read_history(tmp_path / "b")
+    assert [row["loss"] for row in history_a] == [row["loss"] for row in history_b]
+    third = train(dataclasses.replace(recipe, seed=2), tiny_mnist, tmp_path / "c", verbose=0)
+    assert third["test_loss"] != first["test_loss"]
+
+
+def test_failed_run_leaves_nothing(tmp_path, tiny_mnist, monkeypatch):
+    import keras
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("simulated crash mid-training")
+
+    monkeypatch.setattr(keras.Model, "fit", explode)
+    run_dir = tmp_path / "crashed"
+    with pytest.raises(RuntimeError):
+        train(TINY_RECIPE, tiny_mnist, run_dir, verbose=0)
+    assert not run_dir.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_retraining_replaces_previous_run(tmp_path, tiny_mnist):
+    run_dir = tmp_path / "run"
+    train(TINY_RECIPE, tiny_mnist, run_dir, verbose=0)
+    (run_dir / "stale.txt").write_text("from the previous run")
+    train(TINY_RECIPE, tiny_mnist, run_dir, verbose=0)
+    assert not (run_dir / "stale.txt").exists()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["run"]
