@@ -168,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         source = str(Path(__file__).resolve().parents[1] / "src")
-        environment = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [source, os.environ.get("PYTHONPATH")]))}
+        python_path = os.pathsep.join(filter(None, [source, os.environ.get("PYTHONPATH")]))
+        environment = {**os.environ, "PYTHONPATH": python_path}
         server = subprocess.Popen(
             [sys.executable, "-m", "mnist_keras.cli", "serve", args.run, "--host", "127.0.0.1", "--port", str(port)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=environment,
@@ -187,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"clients      {results['clients']} for {results['seconds']} s")
     print(f"requests     {results['requests']} ({results['requests_per_second']} requests/s)")
     print(f"latency      p50 {results['p50_ms']} ms, p90 {results['p90_ms']} ms, p99 {results['p99_ms']} ms")
-    print(f"errors       {results['errors']}" + (f" (first: {results['first_errors'][0]})" if results["errors"] else ""))
+    first_error = f" (first: {results['first_errors'][0]})" if results["errors"] else ""
+    print(f"errors       {results['errors']}{first_error}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     return 0 if results["errors"] == 0 else 1

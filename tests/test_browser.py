@@ -7,6 +7,7 @@ well-trained model.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import shutil
@@ -103,7 +104,7 @@ def draw(driver, strokes: list[list[tuple[float, float]]]) -> None:
         actions.move_to_element_with_offset(pad, int(start_x - PAD_SIDE / 2), int(start_y - PAD_SIDE / 2))
         actions.click_and_hold()
         position = (int(start_x), int(start_y))
-        for (from_x, from_y), (to_x, to_y) in zip(stroke, stroke[1:]):
+        for (from_x, from_y), (to_x, to_y) in itertools.pairwise(stroke):
             for step in range(1, POINTS_PER_SEGMENT + 1):
                 fraction = step / POINTS_PER_SEGMENT
                 target = (int(from_x + (to_x - from_x) * fraction), int(from_y + (to_y - from_y) * fraction))

@@ -353,7 +353,9 @@ def test_prediction_record_and_top_k():
 def test_predict_images_batches_through_the_predictor():
     class Recorder:
         name = "recorder"
-        calls: list[np.ndarray] = []
+
+        def __init__(self) -> None:
+            self.calls: list[np.ndarray] = []
 
         def predict(self, batch: np.ndarray) -> np.ndarray:
             self.calls.append(batch)

@@ -125,7 +125,7 @@ def test_command_line_process(tmp_path, tiny_run):
     bad.write_bytes(b"GIF89a broken")
     result = subprocess.run(
         [sys.executable, "-m", "mnist_keras.cli", "predict", str(tiny_run), str(good), str(bad)],
-        capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": "src"},
+        check=False, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": "src"},
     )
     assert result.returncode == EXIT_USAGE
     lines = [json.loads(line) for line in result.stdout.splitlines()]

@@ -119,7 +119,7 @@ def decode_image(
             from None
     except Image.DecompressionBombError:
         raise ImageTooLargeError(f"image has more than {max_pixels:,} pixels (decompression bomb?)") from None
-    except Exception as error:  # malformed files make Pillow's decoders raise all kinds of exceptions
+    except Exception as error:  # noqa: BLE001 - malformed files make Pillow's decoders raise all kinds of exceptions
         raise ImageError(f"corrupt or truncated image ({one_line(error)})") from None
     pixels = image.width * image.height
     if pixels > max_pixels:
@@ -137,7 +137,7 @@ def decode_image(
         image = ImageOps.exif_transpose(image)
     except Image.DecompressionBombError:
         raise ImageTooLargeError(f"image has more than {max_pixels:,} pixels (decompression bomb?)") from None
-    except Exception as error:  # as above: any failure to decode untrusted bytes is a bad file
+    except Exception as error:  # noqa: BLE001 - as above: any failure to decode untrusted bytes is a bad file
         raise ImageError(f"corrupt or truncated image ({one_line(error)})") from None
     return image
 

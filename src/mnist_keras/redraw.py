@@ -41,8 +41,8 @@ def redraw_digit(digit: np.ndarray, style: str, rng: np.random.Generator) -> byt
     canvas_side = int(rng.integers(CANVAS_SIDES[0], CANVAS_SIDES[1] + 1))
     scale = rng.uniform(*DIGIT_FRACTIONS) * canvas_side / max(ink.shape)
     size = (max(1, round(ink.shape[1] * scale)), max(1, round(ink.shape[0] * scale)))
-    large = np.clip(np.asarray(Image.fromarray(ink.astype(np.float32), mode="F").resize(size, Image.Resampling.BICUBIC)),
-                    0.0, 1.0)
+    resized = Image.fromarray(ink.astype(np.float32), mode="F").resize(size, Image.Resampling.BICUBIC)
+    large = np.clip(np.asarray(resized), 0.0, 1.0)
     top = int(rng.integers(0, canvas_side - large.shape[0] + 1))
     left = int(rng.integers(0, canvas_side - large.shape[1] + 1))
     coverage = np.zeros((canvas_side, canvas_side))

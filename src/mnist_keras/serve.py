@@ -90,6 +90,7 @@ PIXELS_SCHEMA = {
 def request_body_doc(file_field: str, json_field: str, many: bool) -> dict[str, Any]:
     """OpenAPI text for a body read by hand (multipart image(s) or JSON pixels)."""
     file_schema = {"type": "string", "format": "binary"}
+    pixels_schema = {"type": "array", "items": PIXELS_SCHEMA} if many else PIXELS_SCHEMA
     return {
         "requestBody": {
             "required": True,
@@ -105,7 +106,7 @@ def request_body_doc(file_field: str, json_field: str, many: bool) -> dict[str, 
                     "schema": {
                         "type": "object",
                         "required": [json_field],
-                        "properties": {json_field: {"type": "array", "items": PIXELS_SCHEMA} if many else PIXELS_SCHEMA},
+                        "properties": {json_field: pixels_schema},
                     }
                 },
             },
