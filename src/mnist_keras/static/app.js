@@ -4,7 +4,7 @@
 "use strict";
 
 const NUM_CLASSES = 10;
-const LINE_WIDTH = 18; // on a 280 px pad: strokes about as thick, relative to the digit, as MNIST's
+const LINE_WIDTH = 22; // on a 280 px pad: strokes about as thick, relative to a digit filling it, as MNIST's
 const pad = document.getElementById("pad");
 const context = pad.getContext("2d");
 const seen = document.getElementById("seen");
