@@ -59,20 +59,24 @@ def split_validation(x: np.ndarray, y: np.ndarray, validation_split: float):
 
 
 def make_callbacks(config: Config) -> list[keras.callbacks.Callback]:
-    """The seed's callbacks."""
-    return [
+    """The seed's callbacks. A scheduled learning rate is not also cut on plateaus."""
+    callbacks = [
         keras.callbacks.EarlyStopping(
             monitor="val_loss",
             patience=config.early_stopping_patience,  # epochs without improvement before stopping
             restore_best_weights=True,  # end with the best epoch's weights, not the last
         ),
-        keras.callbacks.ReduceLROnPlateau(
-            monitor="val_loss",
-            factor=config.reduce_lr_factor,  # halve the learning rate...
-            patience=config.reduce_lr_patience,  # ...after this many flat epochs
-            min_lr=config.min_learning_rate,  # but never below this
-        ),
     ]
+    if config.schedule == "constant":
+        callbacks.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor="val_loss",
+                factor=config.reduce_lr_factor,  # halve the learning rate...
+                patience=config.reduce_lr_patience,  # ...after this many flat epochs
+                min_lr=config.min_learning_rate,  # but never below this
+            )
+        )
+    return callbacks
 
 
 def seed_everything(seed: int) -> None:
@@ -170,7 +174,8 @@ def train_into(config: Config, mnist: Mnist, directory: Path, verbose: int) -> d
     y = one_hot(mnist.y_train)
     (x_fit, y_fit), (x_val, y_val) = split_validation(x, y, config.validation_split)
 
-    model = compile_model(build_model(config), config)
+    steps_per_epoch = math.ceil(len(x_fit) / config.batch_size)
+    model = compile_model(build_model(config), config, steps_per_epoch)
     recorder = EpochRecorder()
     started = time.perf_counter()
     fit_model(model, config, (x_fit, y_fit), (x_val, y_val), [*make_callbacks(config), recorder], verbose)

@@ -1,0 +1,43 @@
+"""Search aid for the fast recipe: train a recipe variant on seeds 1-5, print test accuracy and time.
+
+    python benchmarks/fast_recipe.py '{"epochs": 8, "batch_size": 256}' ...
+
+Each argument is a JSON table of overrides on top of the "fast" recipe.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+SEEDS = (1, 2, 3, 4, 5)
+
+
+def main(arguments: list[str]) -> None:
+    from mnist_keras.data import load_mnist
+    from mnist_keras.recipes import FAST
+    from mnist_keras.train import train
+
+    mnist = load_mnist()
+    for overrides in arguments or ["{}"]:
+        config = dataclasses.replace(FAST, **json.loads(overrides))
+        accuracies, seconds = [], []
+        for seed in SEEDS:
+            with tempfile.TemporaryDirectory() as directory:
+                metrics = train(dataclasses.replace(config, seed=seed), mnist, Path(directory) / "run", verbose=0)
+            accuracies.append(metrics["test_accuracy"])
+            seconds.append(metrics["train_seconds"])
+            print(f"  seed {seed}: {metrics['test_accuracy']:.4f} in {metrics['train_seconds']:.1f} s", flush=True)
+        print(
+            f"{overrides}: mean test accuracy {statistics.mean(accuracies):.4%}, "
+            f"median train time {statistics.median(seconds):.1f} s",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
