@@ -3,11 +3,13 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install install-test train test
+.PHONY: install install-test install-bench train test bench
 
 install: $(VENV)/.installed
 
 install-test: $(VENV)/.installed-test
+
+install-bench: $(VENV)/.installed-bench
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,9 +21,18 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $@
 
+$(VENV)/.installed-bench: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e ".[bench]"
+	touch $@
+
 # The seed recipe, end to end, into runs/latest/.
 train: install
 	$(BIN)/mnist-keras train --out runs/latest --overwrite
 
 test: install-test
 	$(BIN)/python -m pytest
+
+# Every training and inference path side by side on this machine: prints the table and writes
+# benchmarks/results/bench.{json,md,png}. BENCH_FLAGS=--quick for a smoke run.
+bench: install-bench
+	$(BIN)/python benchmarks/bench.py $(BENCH_FLAGS)
