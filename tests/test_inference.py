@@ -35,6 +35,9 @@ def test_onnxruntime_predictor_agrees_with_keras(run_copy, tiny_mnist):
     # One image, in any of the shapes a caller may hold it, through the single-threaded session.
     one = pixels[0].reshape(IMAGE_SIDE, IMAGE_SIDE)
     np.testing.assert_allclose(fast.predict(one)[0], probabilities[0], rtol=0, atol=export.TOLERANCE)
+    # A batch large enough to be cut into chunks comes back whole and in order.
+    many = np.random.default_rng(0).random((2 * inference.CHUNK_IMAGES + 5, 784), dtype=np.float32)
+    np.testing.assert_allclose(fast.predict(many), fast.run(many), rtol=0, atol=export.TOLERANCE)
 
 
 def test_falls_back_to_keras_without_onnxruntime(run_copy, monkeypatch):

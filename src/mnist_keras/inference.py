@@ -10,6 +10,7 @@ mnist_keras.export.TOLERANCE.
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +19,10 @@ from mnist_keras.constants import NUM_PIXELS
 from mnist_keras.rundir import MODEL_FILE, check_run_dir
 
 ENGINES = ("auto", "onnxruntime", "keras")
-# Below this many images one thread answers fastest (no hand-off between threads);
-# above it every core helps. Measured with benchmarks/bench.py.
-PARALLEL_FROM_IMAGES = 64
+# Large batches are cut into chunks of this many images, run concurrently on
+# single-threaded sessions: cache-sized products, one per core, beat one big
+# product split across threads inside ONNX Runtime. Measured with benchmarks/bench.py.
+CHUNK_IMAGES = 1024
 
 
 def as_batch(pixels: np.ndarray) -> np.ndarray:
@@ -46,23 +48,29 @@ class KerasPredictor:
 class OnnxPredictor:
     """Probabilities from an exported ONNX model through ONNX Runtime.
 
-    Two sessions on the same model: a single-threaded one for a few images,
-    where thread hand-offs cost more than they save, and one using every core
-    for larger batches.
+    One single-threaded session: a few images run on the calling thread (no
+    hand-off between threads); a larger batch runs as chunks, one per core at
+    a time, since ONNX Runtime sessions accept concurrent calls.
     """
 
     name = "onnxruntime"
 
     def __init__(self, onnx_path: str | Path) -> None:
-        self.single = make_session(onnx_path, threads=1)
-        self.parallel = make_session(onnx_path, threads=os.cpu_count() or 1)
-        self.input_name = self.single.get_inputs()[0].name
+        self.session = make_session(onnx_path, threads=1)
+        self.input_name = self.session.get_inputs()[0].name
+        self.workers = os.cpu_count() or 1
+        self.pool = ThreadPoolExecutor(max_workers=self.workers) if self.workers > 1 else None
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: batch})[0]
 
     def predict(self, pixels: np.ndarray) -> np.ndarray:
         """float32 N×784 in [0, 1] (ink = 1) → float32 N×10 probabilities."""
         batch = as_batch(pixels)
-        session = self.single if len(batch) < PARALLEL_FROM_IMAGES else self.parallel
-        return session.run(None, {self.input_name: batch})[0]
+        if self.pool is None or len(batch) <= CHUNK_IMAGES:
+            return self.run(batch)
+        chunks = [batch[start : start + CHUNK_IMAGES] for start in range(0, len(batch), CHUNK_IMAGES)]
+        return np.concatenate(list(self.pool.map(self.run, chunks)))
 
 
 def make_session(onnx_path: str | Path, threads: int):
