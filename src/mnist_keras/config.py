@@ -98,12 +98,6 @@ SCHEDULES = ("constant", "one_cycle")
 
 def validate(config: Config) -> None:
     """Reject recipes that cannot train, with a message naming the setting."""
-    if config.schedule not in SCHEDULES:
-        raise ConfigError(f"setting 'schedule' must be one of {', '.join(SCHEDULES)}, got {config.schedule!r}")
-    if not 0 <= config.warmup_epochs < config.epochs:
-        raise ConfigError(
-            f"setting 'warmup_epochs' must be at least 0 and below epochs ({config.epochs}), got {config.warmup_epochs}"
-        )
     positive_ints = ("epochs", "batch_size")
     for name in positive_ints:
         if getattr(config, name) < 1:
@@ -132,6 +126,12 @@ def validate(config: Config) -> None:
     if not 0 <= config.min_learning_rate <= config.learning_rate:
         raise ConfigError(
             f"setting 'min_learning_rate' must be between 0 and learning_rate, got {config.min_learning_rate}"
+        )
+    if config.schedule not in SCHEDULES:
+        raise ConfigError(f"setting 'schedule' must be one of {', '.join(SCHEDULES)}, got {config.schedule!r}")
+    if not 0 <= config.warmup_epochs < config.epochs:
+        raise ConfigError(
+            f"setting 'warmup_epochs' must be at least 0 and below epochs ({config.epochs}), got {config.warmup_epochs}"
         )
 
 
