@@ -59,8 +59,8 @@ def main() -> None:
     x_device, y_device = jax.device_put(x_fit), jax.device_put(y_fit)
     batches = [(jax.device_put(x_fit[start:start + config.batch_size]), jax.device_put(y_fit[start:start + config.batch_size]))
                for start in range(0, len(x_fit), config.batch_size)]
-    step = jax.jit(model.train_step)
-    state = trainer.model_state()
+    step = jax.jit(model.train_step, donate_argnums=0)  # as Keras's fit jits it
+    state = jax.tree.map(jax.numpy.copy, trainer.model_state())  # donated below: keep the model's own buffers
     _, state = step(state, batches[0])
     jax.block_until_ready(state)
     started = time.perf_counter()

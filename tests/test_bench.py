@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench.py"
-TRAINING_FIELDS = {"name", "backend", "epoch_seconds", "seconds_per_epoch", "peak_memory_mb", "speedup_vs_seed",
-                   "times_bound"}
+TRAINING_FIELDS = {"name", "backend", "epoch_seconds", "seconds_per_epoch", "best_epoch_seconds", "peak_memory_mb",
+                   "speedup_vs_seed", "times_bound", "load_average"}
 INFERENCE_FIELDS = {"name", "test_images", "test_set_seconds", "images_per_second", "single_p50_ms", "single_p99_ms",
                     "speedup_vs_keras_predict", "times_bound"}
 
