@@ -3,11 +3,13 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install install-test train test seeds notebook
+.PHONY: install install-test install-bench train test seeds notebook bench
 
 install: $(VENV)/.installed
 
 install-test: $(VENV)/.installed-test
+
+install-bench: $(VENV)/.installed-bench
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +23,10 @@ $(VENV)/.installed-test: $(VENV)/.installed
 
 $(VENV)/.installed-notebook: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e ".[notebook]"
+	touch $@
+
+$(VENV)/.installed-bench: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e ".[bench]"
 	touch $@
 
 # The seed recipe, end to end, into runs/latest/.
@@ -38,3 +44,8 @@ seeds: install
 # so the committed notebook carries every figure and number. The kernel runs in notebooks/.
 notebook: $(VENV)/.installed-notebook
 	$(BIN)/jupyter-execute --inplace --kernel_name=python3 notebooks/mnist_classifier.ipynb
+
+# Every training and inference path side by side on this machine: prints the table and writes
+# benchmarks/results/bench.{json,md,png}. BENCH_FLAGS=--quick for a smoke run.
+bench: install-bench
+	$(BIN)/python benchmarks/bench.py $(BENCH_FLAGS)

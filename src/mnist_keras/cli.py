@@ -80,8 +80,12 @@ def add_recipe_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def recipe_from_args(args: argparse.Namespace) -> Config:
-    """The config file (if any), then each recipe flag given on the command line."""
-    config = load_config(args.config) if args.config else Config()
+    """The named recipe (default "seed"), then the config file (if any), then each recipe flag given."""
+    from mnist_keras.recipes import get_recipe
+
+    config = get_recipe(args.recipe)
+    if args.config:
+        config = load_config(args.config, base=config)
     overrides = {
         name: parse_override(name, getattr(args, f"recipe_{name}"))
         for name in field_types()
@@ -207,6 +211,21 @@ def run_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def run_export(args: argparse.Namespace) -> int:
+    from mnist_keras.rundir import check_run_dir
+
+    check_run_dir(Path(args.run))
+    # Both formats are written by Keras's TensorFlow exporters (model.keras loads under any
+    # backend); export_run uses a TensorFlow child process when Keras is already loaded otherwise.
+    if "keras" not in sys.modules:
+        select_backend("tensorflow")
+    from mnist_keras.export import export_run
+
+    written = export_run(args.run, args.format, args.out)
+    print(f"{args.format} model written to {written}")
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------- parser
 
 
@@ -220,7 +239,10 @@ def build_parser() -> ArgumentParser:
     data.set_defaults(handler=run_data)
 
     train = commands.add_parser("train", help="train a model and write a run directory")
-    train.add_argument("--config", metavar="FILE", help="recipe file (.toml or .json); flags override it")
+    train.add_argument("--recipe", default="seed", metavar="NAME",
+                       help="named recipe to start from: seed (the notebook's, default) or fast")
+    train.add_argument("--config", metavar="FILE", help="recipe file (.toml or .json); overrides --recipe, "
+                       "flags override it")
     train.add_argument("--out", metavar="DIR", help="run directory (default: runs/<timestamp>/)")
     train.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     add_data_flag(train)
@@ -259,6 +281,12 @@ def build_parser() -> ArgumentParser:
     add_data_flag(report)
     add_backend_flag(report)
     report.set_defaults(handler=run_report)
+
+    export = commands.add_parser("export", help="export a run's model as ONNX or a TensorFlow SavedModel")
+    export.add_argument("run", metavar="RUN", help="run directory")
+    export.add_argument("--format", required=True, choices=("onnx", "saved_model"), help="what to write")
+    export.add_argument("--out", metavar="PATH", help="where to write (default: RUN/model.onnx or RUN/saved_model)")
+    export.set_defaults(handler=run_export)
     return parser
 
 

@@ -36,6 +36,10 @@ class Config:
     reduce_lr_factor: float = 0.5
     reduce_lr_patience: int = 3
     min_learning_rate: float = 1e-6
+    # "constant": the seed's Adam rate, halved on plateaus. "one_cycle": a linear warm-up
+    # to `learning_rate` over `warmup_epochs`, then a cosine decay to zero by the last epoch.
+    schedule: str = "constant"
+    warmup_epochs: int = 0
 
     def __post_init__(self) -> None:
         validate(self)
@@ -48,8 +52,11 @@ class Config:
         }
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> Config:
-        """Build a Config from plain values, rejecting unknown keys and wrong types."""
+    def from_dict(cls, values: dict[str, Any], base: Config | None = None) -> Config:
+        """Build a Config from plain values, rejecting unknown keys and wrong types.
+
+        Keys not given keep `base`'s values (default: the seed's).
+        """
         if not isinstance(values, dict):
             raise ConfigError(f"a recipe must be a table of settings, got {type(values).__name__}")
         known = {field.name for field in dataclasses.fields(cls)}
@@ -59,7 +66,8 @@ class Config:
                 f"unknown recipe setting(s): {', '.join(unknown)}; known settings are {', '.join(sorted(known))}"
             )
         hints = field_types()
-        return cls(**{name: coerce(name, value, hints[name]) for name, value in values.items()})
+        given = {name: coerce(name, value, hints[name]) for name, value in values.items()}
+        return dataclasses.replace(base, **given) if base is not None else cls(**given)
 
 
 def field_types() -> dict[str, Any]:
@@ -83,6 +91,9 @@ def coerce(name: str, value: Any, annotation: Any) -> Any:
     if not isinstance(value, annotation):
         raise ConfigError(f"setting {name!r} must be {annotation.__name__}, got {value!r}")
     return value
+
+
+SCHEDULES = ("constant", "one_cycle")
 
 
 def validate(config: Config) -> None:
@@ -116,10 +127,16 @@ def validate(config: Config) -> None:
         raise ConfigError(
             f"setting 'min_learning_rate' must be between 0 and learning_rate, got {config.min_learning_rate}"
         )
+    if config.schedule not in SCHEDULES:
+        raise ConfigError(f"setting 'schedule' must be one of {', '.join(SCHEDULES)}, got {config.schedule!r}")
+    if not 0 <= config.warmup_epochs < config.epochs:
+        raise ConfigError(
+            f"setting 'warmup_epochs' must be at least 0 and below epochs ({config.epochs}), got {config.warmup_epochs}"
+        )
 
 
-def load_config(path: str | Path) -> Config:
-    """Read a recipe from a .toml or .json file. Missing keys keep the seed's defaults.
+def load_config(path: str | Path, base: Config | None = None) -> Config:
+    """Read a recipe from a .toml or .json file. Missing keys keep `base`'s values (default: the seed's).
 
     A run directory's `config.json` is accepted too: its `recipe` table is used.
     """
@@ -137,7 +154,7 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(f"config file {path} is not valid {path.suffix.lstrip('.') or 'JSON'}: {error}") from None
     if isinstance(values, dict) and isinstance(values.get("recipe"), dict):
         values = values["recipe"]
-    return Config.from_dict(values)
+    return Config.from_dict(values, base)
 
 
 def parse_override(name: str, text: str) -> Any:

@@ -31,14 +31,32 @@ def build_model(config: Config = Config()) -> keras.Model:
     return model
 
 
-def compile_model(model: keras.Model, config: Config) -> keras.Model:
-    """Compile with the seed's optimiser and loss (Adam, categorical cross-entropy, accuracy)."""
+def compile_model(model: keras.Model, config: Config, steps_per_epoch: int | None = None) -> keras.Model:
+    """Compile with the seed's optimiser and loss (Adam, categorical cross-entropy, accuracy).
+
+    A recipe with a learning-rate schedule needs `steps_per_epoch` to place it in time.
+    """
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),
+        optimizer=keras.optimizers.Adam(learning_rate=learning_rate(config, steps_per_epoch)),
         loss="categorical_crossentropy",
         metrics=["accuracy"],
     )
     return model
+
+
+def learning_rate(config: Config, steps_per_epoch: int | None) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    """The recipe's learning rate: a number (the seed's), or a per-step one-cycle schedule."""
+    if config.schedule == "constant":
+        return config.learning_rate
+    if steps_per_epoch is None:
+        raise ValueError(f"the {config.schedule!r} schedule needs steps_per_epoch")
+    warmup_steps = config.warmup_epochs * steps_per_epoch
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0,  # the warm-up starts from zero...
+        warmup_target=config.learning_rate,  # ...climbs linearly to the recipe's rate...
+        warmup_steps=warmup_steps,
+        decay_steps=config.epochs * steps_per_epoch - warmup_steps,  # ...then decays to zero at the last step
+    )
 
 
 def count_parameters(model: keras.Model) -> tuple[int, int]:

@@ -1,0 +1,65 @@
+"""Named recipes and the one-cycle schedule the fast recipe uses."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+import pytest
+
+from mnist_keras import cli
+from mnist_keras.config import Config
+from mnist_keras.errors import ConfigError
+from mnist_keras.model import build_model, count_parameters, learning_rate
+from mnist_keras.recipes import FAST, RECIPES, get_recipe
+from mnist_keras.train import make_callbacks, train
+
+from conftest import TINY_RECIPE
+
+NETWORK_FIELDS = ("hidden_units", "dropout_rates", "batch_norm")
+
+
+def test_the_seed_recipe_is_the_default_and_fast_keeps_its_network():
+    assert get_recipe("seed") == Config()
+    assert set(RECIPES) == {"seed", "fast"}
+    for name in NETWORK_FIELDS:
+        assert getattr(FAST, name) == getattr(Config(), name)
+    assert count_parameters(build_model(FAST)) == count_parameters(build_model(Config()))
+    with pytest.raises(ConfigError, match="unknown recipe 'turbo'"):
+        get_recipe("turbo")
+
+
+def test_recipe_flag_then_file_then_flags(tmp_path):
+    parser = cli.build_parser()
+    assert cli.recipe_from_args(parser.parse_args(["train", "--recipe", "fast"])) == FAST
+    recipe_file = tmp_path / "recipe.toml"
+    recipe_file.write_text("epochs = 3\n")
+    args = parser.parse_args(["train", "--recipe", "fast", "--config", str(recipe_file), "--seed", "4"])
+    assert cli.recipe_from_args(args) == dataclasses.replace(FAST, epochs=3, seed=4)
+
+
+def test_one_cycle_warms_up_then_decays_to_zero():
+    config = Config(epochs=4, learning_rate=0.01, schedule="one_cycle", warmup_epochs=1)
+    schedule = learning_rate(config, steps_per_epoch=10)
+    rates = [float(keras.ops.convert_to_numpy(schedule(step))) for step in (0, 5, 10, 25, 40)]
+    assert rates[0] == pytest.approx(0.0)
+    assert rates[1] == pytest.approx(0.005)
+    assert rates[2] == pytest.approx(0.01)
+    assert rates[2] > rates[3] > rates[4]
+    assert rates[4] == pytest.approx(0.0, abs=1e-9)
+    assert learning_rate(Config(), steps_per_epoch=None) == Config().learning_rate
+
+
+def test_schedule_settings_are_checked():
+    with pytest.raises(ConfigError, match="schedule"):
+        Config(schedule="triangular")
+    with pytest.raises(ConfigError, match="warmup_epochs"):
+        Config(epochs=2, schedule="one_cycle", warmup_epochs=2)
+
+
+def test_a_scheduled_recipe_trains_without_plateau_cuts(tiny_mnist, tmp_path):
+    scheduled = dataclasses.replace(TINY_RECIPE, epochs=2, schedule="one_cycle", warmup_epochs=1)
+    assert not any(isinstance(callback, keras.callbacks.ReduceLROnPlateau) for callback in make_callbacks(scheduled))
+    assert any(isinstance(callback, keras.callbacks.ReduceLROnPlateau) for callback in make_callbacks(TINY_RECIPE))
+    metrics = train(scheduled, tiny_mnist, tmp_path / "run", verbose=0)
+    assert metrics["epochs_trained"] == 2
