@@ -59,12 +59,12 @@ def test_same_seed_same_numbers(tmp_path, tiny_mnist):
 
 
 def test_failed_run_leaves_nothing(tmp_path, tiny_mnist, monkeypatch):
-    import keras
+    import mnist_keras.train
 
     def explode(*args, **kwargs):
-        raise RuntimeError("simulated crash mid-training")
+        raise RuntimeError("simulated crash before the first epoch ended")
 
-    monkeypatch.setattr(keras.Model, "fit", explode)
+    monkeypatch.setattr(mnist_keras.train, "fit_model", explode)
     run_dir = tmp_path / "crashed"
     with pytest.raises(RuntimeError):
         train(TINY_RECIPE, tiny_mnist, run_dir, verbose=0)

@@ -21,7 +21,7 @@ import keras
 import numpy as np
 
 from mnist_keras.constants import NUM_CLASSES
-from mnist_keras.errors import UserError
+from mnist_keras.errors import TrainingDiverged
 from mnist_keras.rundir import write_json_atomic
 
 CHECKPOINT_DIR = "checkpoint"
@@ -29,14 +29,6 @@ LATEST_FILE = "latest.json"
 # An epoch's mean loss this far above chance (ln 10 ≈ 2.30) means the run has
 # diverged: with a learning rate of 10 the seed network sits near 14.5.
 DIVERGENCE_LOSS = 1.5 * math.log(NUM_CLASSES)
-
-
-class TrainingDiverged(UserError):
-    """The loss became NaN, infinite or far worse than chance."""
-
-
-class TrainingInterrupted(Exception):
-    """Ctrl-C during training; the message says how to resume."""
 
 
 def checkpoint_dir(staging: Path) -> Path:
@@ -50,7 +42,7 @@ def read_latest(staging: Path) -> dict[str, Any] | None:
         record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    required = {"epoch", "recipe", "model", "best_weights", "early_stopping", "reduce_lr", "history", "train_seconds"}
+    required = {"epoch", "finished", "recipe", "model", "best_weights", "early_stopping", "reduce_lr", "history", "train_seconds"}
     if not isinstance(record, dict) or not required <= set(record):
         return None
     if not (checkpoint_dir(staging) / record["model"]).is_file():
@@ -75,35 +67,47 @@ class DivergenceGuard(keras.callbacks.Callback):
 class Checkpointer(keras.callbacks.Callback):
     """Writes a complete checkpoint after each epoch; restores one at the start of training.
 
-    Must come after EarlyStopping, ReduceLROnPlateau, the epoch recorder and the
-    divergence guard in the callback list: it saves their state as of the epoch's end,
-    and it restores their state after their own `on_train_begin` has reset it.
+    Must come after the recipe's callbacks, the epoch recorder and the divergence
+    guard in the callback list: it saves their state as of the epoch's end, and
+    it restores their state after their own `on_train_begin` has reset it.
     """
 
-    def __init__(self, staging: Path, recipe: dict[str, Any], early_stopping, reduce_lr, recorder,
-                 resume_from: dict[str, Any] | None = None, elapsed_before: float = 0.0) -> None:
+    def __init__(self, staging: Path, recipe: dict[str, Any], callbacks: list[keras.callbacks.Callback],
+                 recorder, resume_from: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.directory = checkpoint_dir(staging)
         self.recipe = recipe
-        self.early_stopping = early_stopping
-        self.reduce_lr = reduce_lr
+        self.early_stopping = find(callbacks, keras.callbacks.EarlyStopping)
+        self.reduce_lr = find(callbacks, keras.callbacks.ReduceLROnPlateau)
         self.recorder = recorder
         self.resume_from = resume_from
-        self.elapsed_before = elapsed_before
+        self.elapsed_before = resume_from["train_seconds"] if resume_from else 0.0
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         self.started = time.perf_counter()
         if self.resume_from is None:
             return
         record = self.resume_from
-        for name, value in record["early_stopping"].items():
-            setattr(self.early_stopping, name, value)
-        for name, value in record["reduce_lr"].items():
-            setattr(self.reduce_lr, name, value)
-        if record["best_weights"]:
-            with np.load(self.directory / record["best_weights"]) as archive:
-                self.early_stopping.best_weights = [archive[f"w{index}"] for index in range(len(archive.files))]
+        for callback, key in ((self.early_stopping, "early_stopping"), (self.reduce_lr, "reduce_lr")):
+            for name, value in (record[key] or {}).items():
+                setattr(callback, name, value)
+        if self.early_stopping is not None:
+            self.early_stopping.best_weights = self.saved_best_weights()
         self.recorder.rows = list(record["history"])
+
+    def saved_best_weights(self) -> list[np.ndarray] | None:
+        name = self.resume_from["best_weights"]
+        if not name:
+            return None
+        with np.load(self.directory / name) as archive:
+            return [archive[f"w{index}"] for index in range(len(archive.files))]
+
+    def restore_final_weights(self, model: keras.Model) -> None:
+        """For a run killed after its last epoch: the history, and the weights EarlyStopping would restore."""
+        self.recorder.rows = list(self.resume_from["history"])
+        best_weights = self.saved_best_weights()
+        if best_weights is not None:
+            model.set_weights(best_weights)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -111,25 +115,19 @@ class Checkpointer(keras.callbacks.Callback):
         model_name = f"epoch-{completed:03d}.keras"
         self.model.save(self.directory / model_name)
         best_name = None
-        if self.early_stopping.best_weights is not None:
+        if self.early_stopping is not None and self.early_stopping.best_weights is not None:
             best_name = f"best-{completed:03d}.npz"
             np.savez(self.directory / best_name,
                      **{f"w{index}": weight for index, weight in enumerate(self.early_stopping.best_weights)})
         record = {
             "epoch": completed,
+            # Early stopping fired, or the last epoch is done: only publishing remains.
+            "finished": bool(self.model.stop_training) or completed >= self.params.get("epochs", completed),
             "recipe": self.recipe,
             "model": model_name,
             "best_weights": best_name,
-            "early_stopping": {
-                "wait": int(self.early_stopping.wait),
-                "best": None if self.early_stopping.best is None else float(self.early_stopping.best),
-                "best_epoch": int(self.early_stopping.best_epoch),
-            },
-            "reduce_lr": {
-                "wait": int(self.reduce_lr.wait),
-                "best": None if self.reduce_lr.best is None else float(self.reduce_lr.best),
-                "cooldown_counter": int(self.reduce_lr.cooldown_counter),
-            },
+            "early_stopping": callback_state(self.early_stopping, ("wait", "best", "best_epoch")),
+            "reduce_lr": callback_state(self.reduce_lr, ("wait", "best", "cooldown_counter")),
             "history": self.recorder.rows,
             "train_seconds": self.elapsed_before + time.perf_counter() - self.started,
         }
@@ -138,3 +136,18 @@ class Checkpointer(keras.callbacks.Callback):
         for path in self.directory.iterdir():
             if path.name not in (LATEST_FILE, model_name, best_name) and path.suffix in (".keras", ".npz"):
                 path.unlink(missing_ok=True)
+
+
+def find(callbacks: list[keras.callbacks.Callback], kind: type) -> keras.callbacks.Callback | None:
+    return next((callback for callback in callbacks if isinstance(callback, kind)), None)
+
+
+def callback_state(callback: keras.callbacks.Callback | None, names: tuple[str, ...]) -> dict[str, Any] | None:
+    """The named counters of a callback as JSON numbers (None stays None)."""
+    if callback is None:
+        return None
+    state = {}
+    for name in names:
+        value = getattr(callback, name)
+        state[name] = None if value is None else int(value) if isinstance(value, (int, np.integer)) else float(value)
+    return state

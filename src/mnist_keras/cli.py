@@ -16,9 +16,10 @@ from pathlib import Path
 
 from mnist_keras import DEFAULT_BACKEND, __version__
 from mnist_keras.config import Config, field_types, load_config, parse_override
-from mnist_keras.errors import UserError
+from mnist_keras.errors import TrainingInterrupted, UserError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130  # the shell's code for a process stopped by Ctrl-C
 KNOWN_BACKENDS = ("jax", "tensorflow", "torch", "numpy")
 BACKEND_MODULES = {"jax": "jax", "tensorflow": "tensorflow", "torch": "torch", "numpy": "numpy"}
 
@@ -116,11 +117,14 @@ def default_run_dir() -> Path:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    config = recipe_from_args(args)
-    run_dir = Path(args.out) if args.out else default_run_dir()
-    if run_dir.exists() and not args.overwrite:
-        raise UserError(f"{run_dir} already exists; pass --overwrite to replace it or choose another --out")
-    select_backend(args.backend)
+    if args.resume:
+        run_dir, config = resumable_run(args)
+    else:
+        config = recipe_from_args(args)
+        run_dir = Path(args.out) if args.out else default_run_dir()
+        if run_dir.exists() and not args.overwrite:
+            raise UserError(f"{run_dir} already exists; pass --overwrite to replace it or choose another --out")
+        select_backend(args.backend)
     from mnist_keras.data import load_mnist
     from mnist_keras.evaluate import format_summary
     from mnist_keras.rundir import REPORT_FILE
@@ -132,6 +136,25 @@ def run_train(args: argparse.Namespace) -> int:
     print(f"run written to {run_dir}")
     print(f"report at {run_dir / REPORT_FILE}")
     return EXIT_OK
+
+
+def resumable_run(args: argparse.Namespace) -> tuple[Path, Config]:
+    """The run directory and recipe of an interrupted run that `--resume RUN` names."""
+    run_dir = Path(args.resume)
+    given = [recipe_flag(name) for name in field_types() if getattr(args, f"recipe_{name}") is not None]
+    if given or args.config:
+        raise UserError(f"--resume continues the recipe saved with the run; drop {', '.join(given or ['--config'])}")
+    if args.out and Path(args.out) != run_dir:
+        raise UserError("--resume RUN trains into RUN; drop --out or give the same directory")
+    select_backend(args.backend)
+    from mnist_keras.checkpoint import read_latest
+    from mnist_keras.rundir import staging_path
+
+    checkpoint = read_latest(staging_path(run_dir))
+    if checkpoint is None:
+        state = "is already complete" if run_dir.is_dir() else "has no interrupted training to resume"
+        raise UserError(f"{run_dir} {state} (no checkpoint in {staging_path(run_dir)})")
+    return run_dir, Config.from_dict(checkpoint["recipe"])
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -245,6 +268,8 @@ def build_parser() -> ArgumentParser:
                        "flags override it")
     train.add_argument("--out", metavar="DIR", help="run directory (default: runs/<timestamp>/)")
     train.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    train.add_argument("--resume", metavar="RUN",
+                       help="continue an interrupted run from its last completed epoch (same recipe, same RUN)")
     add_data_flag(train)
     add_backend_flag(train)
     add_recipe_flags(train)
@@ -299,7 +324,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"mnist-keras {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except TrainingInterrupted as interruption:
+        print(f"mnist-keras {args.command}: {interruption}", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -15,3 +15,11 @@ class ConfigError(UserError):
 
 class RunDirectoryError(UserError):
     """A run directory is missing, incomplete or not one of ours."""
+
+
+class TrainingDiverged(UserError):
+    """The loss became NaN, infinite or far worse than chance (usually: the learning rate is too high)."""
+
+
+class TrainingInterrupted(Exception):
+    """Training was stopped by Ctrl-C; the message says how to resume."""

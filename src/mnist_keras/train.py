@@ -15,8 +15,10 @@ import keras
 import numpy as np
 
 from mnist_keras import environment, evaluate, report
+from mnist_keras.checkpoint import Checkpointer, DivergenceGuard, checkpoint_dir, read_latest
 from mnist_keras.config import Config
 from mnist_keras.data import Mnist, one_hot, preprocess_images
+from mnist_keras.errors import TrainingDiverged, TrainingInterrupted
 from mnist_keras.model import build_model, compile_model, count_parameters
 from mnist_keras.rundir import (
     CONFIG_FILE,
@@ -118,6 +120,7 @@ def fit_model(
     validation_data: tuple[np.ndarray, np.ndarray],
     callbacks: list[keras.callbacks.Callback],
     verbose: int,
+    initial_epoch: int = 0,
 ) -> keras.callbacks.History:
     """`model.fit` with the recipe's epochs, batch size, per-epoch shuffling and validation.
 
@@ -137,6 +140,7 @@ def fit_model(
             callbacks=callbacks,
             seed=config.seed,
             verbose=verbose,
+            initial_epoch=initial_epoch,
         )
     return model.fit(
         *train_data,
@@ -146,40 +150,76 @@ def fit_model(
         shuffle=True,
         callbacks=callbacks,
         verbose=verbose,
+        initial_epoch=initial_epoch,
     )
 
 
-def train(config: Config, mnist: Mnist, run_dir: str | Path, verbose: int | None = None) -> dict[str, Any]:
+def train(
+    config: Config, mnist: Mnist, run_dir: str | Path, verbose: int | None = None, resume: bool = True
+) -> dict[str, Any]:
     """Train `config` on `mnist`, write the run directory, and return its metrics.
 
-    The run is assembled in a hidden staging directory and published under
-    `run_dir` only once complete, replacing any earlier run there.
+    The run is assembled in a hidden staging directory, checkpointed after every
+    epoch, and published under `run_dir` only once complete, replacing any
+    earlier run there. If an interrupted run of the same recipe left a
+    checkpoint, training resumes from it (unless `resume` is False).
     """
     run_dir = Path(run_dir)
     staging = staging_path(run_dir)
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
-        metrics = train_into(config, mnist, staging, default_verbosity() if verbose is None else verbose)
-    except BaseException:
+    checkpoint = read_latest(staging) if resume else None
+    if checkpoint is not None and checkpoint["recipe"] != config.to_dict():
+        checkpoint = None  # a different recipe: its checkpoint cannot be continued
+    if checkpoint is None:
         shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+    try:
+        metrics = train_into(config, mnist, staging, default_verbosity() if verbose is None else verbose, checkpoint)
+    except BaseException as error:
+        kept = read_latest(staging)
+        if kept is None:
+            shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(error, KeyboardInterrupt):
+            where = f"after epoch {kept['epoch']}" if kept else "before the first epoch ended"
+            resume_hint = f"; resume with: mnist-keras train --resume {run_dir}" if kept else ""
+            raise TrainingInterrupted(f"training interrupted {where}{resume_hint}") from None
+        if isinstance(error, TrainingDiverged):
+            kept_note = (f"; the last good checkpoint (epoch {kept['epoch']}) is kept in {staging}" if kept
+                         else "; no epoch finished before it diverged, so nothing was kept")
+            raise TrainingDiverged(f"{error}{kept_note}") from None
         raise
     publish(staging, run_dir)
+    shutil.rmtree(checkpoint_dir(run_dir), ignore_errors=True)
     return metrics
 
 
-def train_into(config: Config, mnist: Mnist, directory: Path, verbose: int) -> dict[str, Any]:
+def train_into(
+    config: Config, mnist: Mnist, directory: Path, verbose: int, checkpoint: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Train inside `directory` (a staging directory), from `checkpoint` if given, and write every run file."""
     seed_everything(config.seed)
     x = preprocess_images(mnist.x_train)
     y = one_hot(mnist.y_train)
     (x_fit, y_fit), (x_val, y_val) = split_validation(x, y, config.validation_split)
 
-    steps_per_epoch = math.ceil(len(x_fit) / config.batch_size)
-    model = compile_model(build_model(config), config, steps_per_epoch)
+    if checkpoint is None:
+        steps_per_epoch = math.ceil(len(x_fit) / config.batch_size)
+        model = compile_model(build_model(config), config, steps_per_epoch)
+    else:
+        # The checkpoint holds the compiled model with its optimizer state and learning rate.
+        model = keras.saving.load_model(checkpoint_dir(directory) / checkpoint["model"])
+    callbacks = make_callbacks(config)
     recorder = EpochRecorder()
+    checkpointer = Checkpointer(directory, config.to_dict(), callbacks, recorder, resume_from=checkpoint)
+    # Order matters: the guard stops a diverged epoch before it is checkpointed, and the
+    # checkpointer saves (and restores) the other callbacks' state, so it comes last.
+    all_callbacks = [*callbacks, recorder, DivergenceGuard(), checkpointer]
     started = time.perf_counter()
-    fit_model(model, config, (x_fit, y_fit), (x_val, y_val), [*make_callbacks(config), recorder], verbose)
-    train_seconds = time.perf_counter() - started
+    if checkpoint is not None and checkpoint["finished"]:
+        checkpointer.restore_final_weights(model)
+    else:
+        initial_epoch = checkpoint["epoch"] if checkpoint else 0
+        fit_model(model, config, (x_fit, y_fit), (x_val, y_val), all_callbacks, verbose, initial_epoch)
+    train_seconds = checkpointer.elapsed_before + time.perf_counter() - started
 
     write_json_atomic(directory / CONFIG_FILE, run_config_record(config, mnist))
     write_text_atomic(directory / HISTORY_FILE, history_csv(recorder.rows))
