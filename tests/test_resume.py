@@ -205,3 +205,19 @@ def test_diverging_cli_run_exits_2(tmp_path, monkeypatch, capsys):
     assert main(["train", "--config", str(recipe_file), "--learning-rate", "10", "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "training diverged" in err
+
+
+def test_resumed_run_computes_exactly_what_an_uninterrupted_one_does(tmp_path, monkeypatch):
+    """Optimizer moments, learning rate, dropout RNG and batch order all come back as they were."""
+    recipe = dataclasses.replace(RECIPE, epochs=4)
+    uninterrupted = train(recipe, synthetic_mnist(), tmp_path / "whole", verbose=0)
+    real_fit_model = mnist_keras.train.fit_model
+    monkeypatch.setattr(mnist_keras.train, "fit_model", interrupt_after_epoch(2))
+    with pytest.raises(Exception, match="interrupted after epoch 2"):
+        train(recipe, synthetic_mnist(), tmp_path / "resumed", verbose=0)
+    monkeypatch.setattr(mnist_keras.train, "fit_model", real_fit_model)
+    resumed = train(recipe, synthetic_mnist(), tmp_path / "resumed", verbose=0)
+    assert resumed["test_loss"] == uninterrupted["test_loss"]
+    assert [row["loss"] for row in read_history(tmp_path / "resumed")] == [
+        row["loss"] for row in read_history(tmp_path / "whole")
+    ]

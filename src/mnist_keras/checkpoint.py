@@ -1,6 +1,7 @@
 """Per-epoch checkpoints in a run's staging directory, so training survives any kill.
 
-After every completed epoch the model (with its optimizer state), the
+After every completed epoch the model's variables (dropout RNG state
+included), the optimizer's variables (step count, moments, learning rate), the
 early-stopping best weights and the callbacks' counters are written under
 `<staging>/checkpoint/`, each to a file named by epoch; `latest.json` is
 replaced last and atomically, so it always names one complete epoch. A run
@@ -112,8 +113,9 @@ class Checkpointer(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         completed = epoch + 1
-        model_name = f"epoch-{completed:03d}.keras"
-        self.model.save(self.directory / model_name)
+        model_name = f"epoch-{completed:03d}.npz"
+        # Plain arrays, not model.save: a tenth of the time, and it keeps the dropout RNG state.
+        save_training_state(self.model, self.directory / model_name)
         best_name = None
         if self.early_stopping is not None and self.early_stopping.best_weights is not None:
             best_name = f"best-{completed:03d}.npz"
@@ -134,8 +136,26 @@ class Checkpointer(keras.callbacks.Callback):
         write_json_atomic(self.directory / LATEST_FILE, record)
         # Older epochs are no longer needed once latest.json names this one.
         for path in self.directory.iterdir():
-            if path.name not in (LATEST_FILE, model_name, best_name) and path.suffix in (".keras", ".npz"):
+            if path.name not in (LATEST_FILE, model_name, best_name) and path.suffix == ".npz":
                 path.unlink(missing_ok=True)
+
+
+def save_training_state(model: keras.Model, path: Path) -> None:
+    """Every model and optimizer variable, in order, as one .npz file."""
+    arrays = {f"model_{index}": keras.ops.convert_to_numpy(variable.value)
+              for index, variable in enumerate(model.variables)}
+    arrays.update({f"optimizer_{index}": keras.ops.convert_to_numpy(variable.value)
+                   for index, variable in enumerate(model.optimizer.variables)})
+    np.savez(path, **arrays)
+
+
+def restore_training_state(model: keras.Model, path: Path) -> None:
+    """Load what save_training_state wrote into a freshly built and compiled model of the same recipe."""
+    model.optimizer.build(model.trainable_variables)
+    with np.load(path) as archive:
+        for prefix, variables in (("model", model.variables), ("optimizer", model.optimizer.variables)):
+            for index, variable in enumerate(variables):
+                variable.assign(archive[f"{prefix}_{index}"])
 
 
 def find(callbacks: list[keras.callbacks.Callback], kind: type) -> keras.callbacks.Callback | None:

@@ -15,7 +15,13 @@ import keras
 import numpy as np
 
 from mnist_keras import environment, evaluate, report
-from mnist_keras.checkpoint import Checkpointer, DivergenceGuard, checkpoint_dir, read_latest
+from mnist_keras.checkpoint import (
+    Checkpointer,
+    DivergenceGuard,
+    checkpoint_dir,
+    read_latest,
+    restore_training_state,
+)
 from mnist_keras.config import Config
 from mnist_keras.data import Mnist, one_hot, preprocess_images
 from mnist_keras.errors import TrainingDiverged, TrainingInterrupted
@@ -201,12 +207,10 @@ def train_into(
     y = one_hot(mnist.y_train)
     (x_fit, y_fit), (x_val, y_val) = split_validation(x, y, config.validation_split)
 
-    if checkpoint is None:
-        steps_per_epoch = math.ceil(len(x_fit) / config.batch_size)
-        model = compile_model(build_model(config), config, steps_per_epoch)
-    else:
-        # The checkpoint holds the compiled model with its optimizer state and learning rate.
-        model = keras.saving.load_model(checkpoint_dir(directory) / checkpoint["model"])
+    steps_per_epoch = math.ceil(len(x_fit) / config.batch_size)
+    model = compile_model(build_model(config), config, steps_per_epoch)
+    if checkpoint is not None:
+        restore_training_state(model, checkpoint_dir(directory) / checkpoint["model"])
     callbacks = make_callbacks(config)
     recorder = EpochRecorder()
     checkpointer = Checkpointer(directory, config.to_dict(), callbacks, recorder, resume_from=checkpoint)
