@@ -83,3 +83,29 @@ def test_train_with_config_file_and_flag_override(tmp_path, tiny_mnist, monkeypa
     assert main(["train", "--config", str(recipe), "--epochs", "1", "--seed", "3", "--out", str(run_dir)]) == 0
     saved = json.loads((run_dir / "config.json").read_text())["recipe"]
     assert saved["epochs"] == 1 and saved["seed"] == 3 and saved["hidden_units"] == list(TINY_RECIPE.hidden_units)
+
+
+@pytest.mark.parametrize(
+    "tamper, named",
+    [("model_bytes", "model.keras"), ("config_unknown_key", "learning_rte"), ("missing_history", "history.csv")],
+)
+def test_tampered_run_is_one_line_and_exit_2_and_untouched(tiny_run, tmp_path, tamper, named):
+    import shutil
+
+    run_dir = shutil.copytree(tiny_run, tmp_path / "run")
+    if tamper == "model_bytes":
+        (run_dir / "model.keras").write_bytes(b"\x00" * 64)
+    elif tamper == "config_unknown_key":
+        record = json.loads((run_dir / "config.json").read_text())
+        record["recipe"]["learning_rte"] = 0.1
+        (run_dir / "config.json").write_text(json.dumps(record))
+    else:
+        (run_dir / "history.csv").unlink()
+    before = {path.name: path.read_bytes() for path in run_dir.iterdir() if path.is_file()}
+    for command in (["evaluate", str(run_dir)], ["predict", str(run_dir), str(tmp_path / "missing.png")]):
+        result = run_cli(*command, env={"MNIST_KERAS_CACHE": str(tmp_path / "cache"), "MNIST_KERAS_HUB": "0"})
+        assert result.returncode == 2, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr, result.stderr
+        assert named in result.stderr
+    after = {path.name: path.read_bytes() for path in run_dir.iterdir() if path.is_file()}
+    assert after == before

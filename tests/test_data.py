@@ -210,3 +210,11 @@ def test_real_mnist_is_verified(real_mnist):
     assert data.class_counts(real_mnist.y_test).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
     for name, array in zip(data.IDX_NAMES, (real_mnist.x_train, real_mnist.y_train, real_mnist.x_test, real_mnist.y_test)):
         assert data.idx_md5(array) == data.CANONICAL_MD5[name]
+
+
+def test_npz_with_wrong_shape_is_refused(tmp_path, tiny_checksums):
+    npz = tmp_path / "mnist.npz"
+    np.savez(npz, x_train=TINY.x_train.reshape(len(TINY.x_train), -1), y_train=TINY.y_train,
+             x_test=TINY.x_test, y_test=TINY.y_test)
+    with pytest.raises(DataError, match="is not MNIST-shaped"):
+        data.load_mnist(npz, cache_dir=tmp_path / "cache")

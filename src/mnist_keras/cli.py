@@ -164,8 +164,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     select_backend(args.backend)
     from mnist_keras.data import load_mnist
     from mnist_keras.evaluate import evaluate_run, format_summary
+    from mnist_keras.model import load_run_model
 
-    metrics = evaluate_run(args.run, load_mnist(args.data))
+    model = load_run_model(args.run)  # a bad run is reported before any data is fetched
+    metrics = evaluate_run(args.run, load_mnist(args.data), model)
     if args.json:
         print(json.dumps(metrics))
     else:

@@ -13,6 +13,7 @@ from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_f
 from mnist_keras.constants import NUM_CLASSES
 from mnist_keras.data import Mnist, one_hot, preprocess_images
 from mnist_keras.model import count_parameters, load_run_model
+from mnist_keras.errors import RunDirectoryError
 from mnist_keras.rundir import HISTORY_FILE, METRICS_FILE, check_run_dir, read_json, write_json_atomic
 
 DIGITS = list(range(NUM_CLASSES))
@@ -76,21 +77,33 @@ def training_summary(history_rows: list[dict[str, float]], train_seconds: float)
 
 
 def read_history(run_dir: Path) -> list[dict[str, float]]:
-    """history.csv as a list of rows of floats (epoch as int)."""
-    with open(Path(run_dir) / HISTORY_FILE, newline="", encoding="utf-8") as handle:
-        return [
-            {key: (int(value) if key == "epoch" else float(value)) for key, value in row.items() if value != ""}
-            for row in csv.DictReader(handle)
-        ]
+    """history.csv as a list of rows of floats (epoch as int); a malformed file is a RunDirectoryError."""
+    path = Path(run_dir) / HISTORY_FILE
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            rows = [
+                {key: (int(value) if key == "epoch" else float(value)) for key, value in row.items() if value != ""}
+                for row in csv.DictReader(handle)
+            ]
+    except FileNotFoundError:
+        raise RunDirectoryError(f"{path} is missing") from None
+    except (OSError, UnicodeDecodeError, ValueError, TypeError, csv.Error) as error:
+        raise RunDirectoryError(f"{path} is not a training history ({error})") from None
+    if any("epoch" not in row for row in rows):
+        raise RunDirectoryError(f"{path} is not a training history (no epoch column)")
+    return rows
 
 
-def evaluate_run(run_dir: str | Path, mnist: Mnist) -> dict[str, Any]:
-    """Re-evaluate a run's model on the test set and rewrite its metrics.json."""
+def evaluate_run(run_dir: str | Path, mnist: Mnist, model: keras.Model | None = None) -> dict[str, Any]:
+    """Re-evaluate a run's model (loaded unless given) on the test set and rewrite its metrics.json."""
     run_dir = check_run_dir(Path(run_dir))
     previous = read_json(run_dir / METRICS_FILE)
-    model = load_run_model(run_dir)
+    if not isinstance(previous, dict):
+        raise RunDirectoryError(f"{run_dir / METRICS_FILE} is not a metrics record")
+    history = read_history(run_dir)
+    model = model if model is not None else load_run_model(run_dir)
     metrics = evaluate_model(model, mnist.x_test, mnist.y_test)
-    metrics.update(training_summary(read_history(run_dir), previous.get("train_seconds", 0.0)))
+    metrics.update(training_summary(history, previous.get("train_seconds", 0.0)))
     write_json_atomic(run_dir / METRICS_FILE, metrics)
     return metrics
 
