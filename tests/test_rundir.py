@@ -84,3 +84,5 @@ def test_atomic_json_write_leaves_no_temporary_files(tmp_path):
     rundir.write_json_atomic(tmp_path / "metrics.json", {"a": 1})
     assert json.loads((tmp_path / "metrics.json").read_text()) == {"a": 1}
     assert [path.name for path in tmp_path.iterdir()] == ["metrics.json"]
+    # Readable like any file the user creates, not tempfile's private 0600.
+    assert (tmp_path / "metrics.json").stat().st_mode & 0o777 == rundir.umask_file_mode()

@@ -31,6 +31,7 @@ import numpy as np
 
 from mnist_keras.constants import IMAGE_SIDE, NUM_CLASSES, NUM_PIXELS, PIXEL_MAX
 from mnist_keras.errors import DataError
+from mnist_keras.rundir import umask_file_mode
 
 # MD5 of the uncompressed original files, header included.
 CANONICAL_MD5 = {
@@ -307,6 +308,7 @@ def write_cache(mnist: Mnist, cache_dir: Path) -> Path:
             np.savez(handle, x_train=mnist.x_train, y_train=mnist.y_train, x_test=mnist.x_test, y_test=mnist.y_test)
             handle.flush()
             os.fsync(handle.fileno())
+            os.fchmod(handle.fileno(), umask_file_mode())
         except BaseException:
             temporary.unlink(missing_ok=True)
             raise

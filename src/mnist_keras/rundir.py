@@ -31,6 +31,13 @@ def staging_path(run_dir: Path) -> Path:
     return run_dir.parent / f".{run_dir.name}.partial"
 
 
+def umask_file_mode() -> int:
+    """The mode a plainly created file gets (tempfile makes 0600 files; ours should not differ)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def write_bytes_atomic(path: Path, payload: bytes) -> None:
     """Write a file so readers see either the old content or the new, never a torn one."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -40,6 +47,7 @@ def write_bytes_atomic(path: Path, payload: bytes) -> None:
             handle.write(payload)
             handle.flush()
             os.fsync(handle.fileno())
+            os.fchmod(handle.fileno(), umask_file_mode())
         except BaseException:
             temporary.unlink(missing_ok=True)
             raise
