@@ -61,7 +61,12 @@ def compute_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, 
 
 def evaluate_model(model: keras.Model, images: np.ndarray, labels: np.ndarray, batch_size: int = 1024) -> dict:
     """Every test-set field of metrics.json, plus the parameter counts."""
-    metrics = compute_metrics(labels, predict_probabilities(model, images, batch_size))
+    return model_metrics(model, labels, predict_probabilities(model, images, batch_size))
+
+
+def model_metrics(model: keras.Model, labels: np.ndarray, probabilities: np.ndarray) -> dict:
+    """compute_metrics for already-predicted probabilities, plus the model's parameter counts."""
+    metrics = compute_metrics(labels, probabilities)
     metrics["total_params"], metrics["trainable_params"] = count_parameters(model)
     return metrics
 

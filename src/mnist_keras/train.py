@@ -25,7 +25,7 @@ from mnist_keras.checkpoint import (
 from mnist_keras.config import Config
 from mnist_keras.data import Mnist, one_hot, preprocess_images
 from mnist_keras.errors import TrainingDiverged, TrainingInterrupted
-from mnist_keras.model import build_model, compile_model, count_parameters
+from mnist_keras.model import build_model, compile_model
 from mnist_keras.rundir import (
     CONFIG_FILE,
     HISTORY_FILE,
@@ -230,8 +230,7 @@ def train_into(
     model.save(directory / MODEL_FILE)
     # Keep the test-set probabilities: the report draws its figures from them.
     probabilities = evaluate.predict_probabilities(model, mnist.x_test, batch_size=config.batch_size)
-    metrics = evaluate.compute_metrics(mnist.y_test, probabilities)
-    metrics["total_params"], metrics["trainable_params"] = count_parameters(model)
+    metrics = evaluate.model_metrics(model, mnist.y_test, probabilities)
     metrics.update(evaluate.training_summary(recorder.rows, train_seconds))
     write_json_atomic(directory / METRICS_FILE, metrics)
     # Written inside the staging directory, so no run is ever published without its report.
