@@ -247,7 +247,7 @@ def run_export(args: argparse.Namespace) -> int:
     from mnist_keras.export import export_run
 
     written = export_run(args.run, args.format, args.out)
-    print(f"{args.format} model written to {written}")
+    print(f"{args.format} export written to {written}")
     return EXIT_OK
 
 
