@@ -227,6 +227,14 @@ def test_broken_multipart_is_4xx(client):
     assert 400 <= response.status_code < 500 and "error" in response.json()
 
 
+def test_multipart_the_parser_refuses_is_422_or_413(client, predictor):
+    response = client.post("/predict", content=b"x", headers={"content-type": "multipart/form-data"})
+    assert_error(response, 422, "boundary")
+    limited = TestClient(create_app(predictor, max_batch_images=2))
+    files = [("files", (f"{index}.png", drawing(index), "image/png")) for index in range(5)]
+    assert_error(limited.post("/predict/batch", files=files), 413, "too many files")
+
+
 def test_body_over_the_request_limit_is_413(predictor):
     client = TestClient(create_app(predictor, max_request_bytes=10_000), raise_server_exceptions=False)
     big = bytes(20_000)
