@@ -25,6 +25,7 @@ import argparse
 import http.client
 import io
 import json
+import math
 import os
 import platform
 import socket
@@ -36,6 +37,7 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -73,14 +75,16 @@ ELLIPSES: dict[int, list[tuple[int, int, int, int]]] = {
 }
 
 
-def drawn_digit_png(digit: int) -> bytes:
-    """`digit` drawn in black on a white 280×280 canvas, as the drawing page uploads it."""
+def drawn_digit_png(digit: int, side: int = PAD_SIDE) -> bytes:
+    """`digit` drawn in black on a white 280×280 canvas, as the drawing page uploads it (or scaled to `side`)."""
     image = Image.new("RGB", (PAD_SIDE, PAD_SIDE), "white")
     draw = ImageDraw.Draw(image)
     for line in STROKES.get(digit, []):
         draw.line(line, fill="black", width=PEN_WIDTH, joint="curve")
     for box in ELLIPSES.get(digit, []):
         draw.ellipse(box, outline="black", width=PEN_WIDTH)
+    if side != PAD_SIDE:
+        image = image.resize((side, side), Image.Resampling.NEAREST)
     buffer = io.BytesIO()
     image.save(buffer, "PNG")
     return buffer.getvalue()
@@ -97,12 +101,14 @@ class Payload:
 
 
 def make_payloads(kind: str) -> list[Payload]:
-    """The ten drawn digits as /predict bodies: multipart PNG uploads, or the same digits as JSON pixels."""
-    from mnist_keras.images import image_as_lists, preprocess_image_bytes
+    """The ten drawn digits as /predict bodies: multipart PNG uploads (280×280, or the largest
+    accepted, 4096×4096, for kind "big-png"), or the same digits as JSON pixels."""
+    from mnist_keras.images import MAX_IMAGE_PIXELS, image_as_lists, preprocess_image_bytes
 
+    side = math.isqrt(MAX_IMAGE_PIXELS) if kind == "big-png" else PAD_SIDE
     payloads = []
     for digit in range(NUM_CLASSES):
-        png = drawn_digit_png(digit)
+        png = drawn_digit_png(digit, side)
         if kind == "pixels":
             pixels = image_as_lists(preprocess_image_bytes(png))
             payloads.append(Payload(json.dumps({"pixels": pixels}).encode(), "application/json"))
@@ -273,7 +279,7 @@ class MemoryWatch:
 
 
 def run_load(url: str, clients: int, seconds: float, warm_up: float, payloads: list[Payload],
-             pid: int | None) -> dict:
+             pid: int | None) -> dict[str, Any]:
     """Drive `url`/predict with `clients` concurrent clients for `seconds` after a concurrent warm-up."""
     parsed = urllib.parse.urlsplit(url)
     host, port = parsed.hostname or "127.0.0.1", parsed.port or 80
@@ -295,7 +301,6 @@ def run_load(url: str, clients: int, seconds: float, warm_up: float, payloads: l
         "clients": clients,
         "seconds": round(elapsed, 2),
         "warm_up_seconds": warm_up,
-        "payload": "pixels" if payloads[0].content_type == "application/json" else "png",
         "requests": answered,
         "requests_per_second": round(answered / elapsed, 1),
         **{f"p{percentile}_ms": round(float(np.percentile(milliseconds, percentile)), 1) if answered else None
@@ -347,8 +352,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="how long to drive the service (default 10)")
     parser.add_argument("--warm-up", type=float, default=2.0,
                         help="seconds of concurrent load before measuring (default 2)")
-    parser.add_argument("--payload", choices=("png", "pixels"), default="png",
-                        help="uploaded 280x280 PNGs (default, like the drawing page) or JSON pixels")
+    parser.add_argument("--payload", choices=("png", "pixels", "big-png"), default="png",
+                        help="uploaded 280x280 PNGs (default, like the drawing page), JSON pixels, or 4096x4096 "
+                             "PNGs (the largest accepted: the most decoding memory per request)")
     parser.add_argument("--json", metavar="FILE", help="also write the figures to FILE as JSON")
     args = parser.parse_args(argv)
     if args.run is None and args.url is None:
@@ -364,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
         pid = server.pid
     try:
         health = wait_until_up(url, server)
-        results = {"url": url, "predictor": health.get("predictor", predictor),
+        results = {"url": url, "predictor": health.get("predictor", predictor), "payload": args.payload,
                    **run_load(url, args.clients, args.seconds, args.warm_up, payloads, pid)}
     finally:
         if server is not None:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import io
 import json
 import re
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -232,6 +235,36 @@ def test_multipart_the_parser_refuses_is_422_or_413(client, predictor):
     limited = TestClient(create_app(predictor, max_batch_images=2))
     files = [("files", (f"{index}.png", drawing(index), "image/png")) for index in range(5)]
     assert_error(limited.post("/predict/batch", files=files), 413, "too many files")
+
+
+def test_only_a_few_images_are_decoded_at_once(predictor, monkeypatch):
+    # Each decode can take ~100 MB, so concurrency bounds memory: many clients, few decodes.
+    from mnist_keras import serve
+
+    decoding, most = 0, 0
+    lock = threading.Lock()
+    real_preprocess = serve.preprocess_image_bytes
+
+    def watched_preprocess(data: bytes, **limits) -> np.ndarray:
+        nonlocal decoding, most
+        with lock:
+            decoding += 1
+            most = max(most, decoding)
+        try:
+            time.sleep(0.05)  # long enough for the other requests to arrive meanwhile
+            return real_preprocess(data, **limits)
+        finally:
+            with lock:
+                decoding -= 1
+
+    monkeypatch.setattr(serve, "preprocess_image_bytes", watched_preprocess)
+    client = TestClient(create_app(predictor, max_concurrent_decodes=2))
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        responses = list(pool.map(
+            lambda band: client.post("/predict", files={"file": ("d.png", drawing(band), "image/png")}), range(8)
+        ))
+    assert [response.status_code for response in responses] == [200] * 8
+    assert most == 2
 
 
 def test_body_over_the_request_limit_is_413(predictor):

@@ -11,11 +11,14 @@ values, bad JSON) 422, always as JSON `{"error": "..."}`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
+import os
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -53,6 +56,12 @@ MAX_REQUEST_BYTES = 4 * MAX_IMAGE_BYTES
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000
 # Multipart text fields we accept besides the files (none are used, a few are tolerated).
 MAX_FORM_FIELDS = 16
+# Images decoded at once, each on one of this many dedicated threads. A small file can
+# decode to ~100 MB of pixels (a 4096x4096 PNG of a few kilobytes), so the number in
+# flight bounds the service's working memory, and keeping decoding on few threads keeps
+# the allocator from holding freed pixel memory in an arena per thread of the general
+# pool. Decoding is CPU-bound: more at once than there are cores gains nothing.
+MAX_CONCURRENT_DECODES = min(8, max(2, os.cpu_count() or 2))
 
 logger = logging.getLogger("mnist_keras.serve")
 
@@ -208,18 +217,26 @@ def create_app(
     max_image_pixels: int = MAX_IMAGE_PIXELS,
     max_request_bytes: int = MAX_REQUEST_BYTES,
     max_batch_images: int = MAX_BATCH_IMAGES,
+    max_concurrent_decodes: int = MAX_CONCURRENT_DECODES,
 ) -> FastAPI:
     """The FastAPI app serving the predictor of `source` (a run directory, or an object with `.predict`)."""
     predictor = load_source(source)
     # Model calls are serialised: not every backend's predict is safe to run concurrently,
     # while decoding and preprocessing (the larger share of the work) still run in parallel.
     predict_lock = threading.Lock()
+    decoders = ThreadPoolExecutor(max_workers=max_concurrent_decodes, thread_name_prefix="mnist-keras-decode")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        decoders.shutdown(wait=False, cancel_futures=True)
 
     # The API docs (/docs, /redoc) load Swagger UI from the package, not a CDN: they work offline.
     app = FastAPIOffline(
         title="mnist-keras",
         version=__version__,
         description="Read handwritten digits: upload an image or send 28x28 pixels. The drawing page is at `/`.",
+        lifespan=lifespan,
     )
     app.add_middleware(BodyLimit, max_bytes=max_request_bytes)
     install_error_handlers(app)
@@ -227,6 +244,10 @@ def create_app(
 
     def image_from_bytes(data: bytes) -> np.ndarray:
         return preprocess_image_bytes(data, max_bytes=max_image_bytes, max_pixels=max_image_pixels)
+
+    async def decoded(function: Callable[[], Any]) -> Any:
+        """`function()` (image decoding) on the decoding threads, without blocking the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(decoders, function)
 
     def answer(images: list[np.ndarray]) -> list[dict[str, Any]]:
         with predict_lock:
@@ -290,7 +311,7 @@ def create_app(
                 if "file" not in form:
                     raise RequestProblem(422, "multipart body has no field 'file'")
                 data = await upload_bytes(form["file"], "file")
-            image = await run_in_threadpool(image_from_bytes, data)
+            image = await decoded(lambda: image_from_bytes(data))
         elif kind == "application/json":
             image = pixels_to_image(await read_json(request, "pixels"))
         else:
@@ -307,7 +328,7 @@ def create_app(
                 values = form.getlist("files")
                 check_batch_size(len(values), max_batch_images, "files")
                 uploads = [await upload_bytes(value, f"files[{index}]") for index, value in enumerate(values)]
-            images = await run_in_threadpool(
+            images = await decoded(
                 lambda: [with_index(index, image_from_bytes, data) for index, data in enumerate(uploads)]
             )
         elif kind == "application/json":
