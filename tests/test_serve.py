@@ -237,6 +237,16 @@ def test_multipart_the_parser_refuses_is_422_or_413(client, predictor):
     assert_error(limited.post("/predict/batch", files=files), 413, "too many files")
 
 
+def test_json_over_its_limit_is_413_before_parsing(predictor):
+    client = TestClient(create_app(predictor, max_batch_images=2))
+    # Two images' worth of pixels fit; a body of numbers well beyond that is refused unparsed.
+    images = [mnist_pixels(band).tolist() for band in range(2)]
+    assert client.post("/predict/batch", json={"images": images}).status_code == 200
+    big = b'{"images": [' + b"0.5, " * (2 * NUM_PIXELS * 32 // 5) + b"0.5]}"
+    response = client.post("/predict/batch", content=big, headers={"content-type": "application/json"})
+    assert_error(response, 413, "JSON body")
+
+
 def test_only_a_few_images_are_decoded_at_once(predictor, monkeypatch):
     # Each decode can take ~100 MB, so concurrency bounds memory: many clients, few decodes.
     from mnist_keras import serve

@@ -53,6 +53,10 @@ STATIC_DIR = Path(__file__).parent / "static"
 # A batch of the largest images plus multipart framing; JSON pixels are far smaller.
 MAX_BATCH_IMAGES = 64
 MAX_REQUEST_BYTES = 4 * MAX_IMAGE_BYTES
+# JSON text allowed per pixel value: "0.12345678901234568, " is 21 characters. Parsed JSON
+# takes ~10 times its size in Python objects (32 MB of numbers: 2 s and 320 MB), so JSON
+# bodies get their own limit, room for a full batch and no more.
+JSON_BYTES_PER_NUMBER = 32
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000
 # Multipart text fields we accept besides the files (none are used, a few are tolerated).
 MAX_FORM_FIELDS = 16
@@ -94,7 +98,7 @@ class RequestProblem(Exception):
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    413: {"model": ErrorBody, "description": "the body, an image, or the batch is too large"},
+    413: {"model": ErrorBody, "description": "the body, the JSON, an image, or the batch is too large"},
     415: {"model": ErrorBody, "description": "not an image, or a content type other than multipart or JSON"},
     422: {"model": ErrorBody, "description": "blank image, corrupt image, wrong pixel shape or values, "
                                              "bad JSON or multipart"},
@@ -262,9 +266,15 @@ def create_app(
             raise RequestProblem(413, f"{field}: image is over the limit of {max_image_bytes:,} bytes")
         return data
 
+    max_json_bytes = max_batch_images * NUM_PIXELS * JSON_BYTES_PER_NUMBER
+
     async def read_json(request: Request, key: str) -> Any:
+        data = await request.body()
+        if len(data) > max_json_bytes:
+            raise RequestProblem(413, f"JSON body is {len(data):,} bytes, over the limit of {max_json_bytes:,}")
         try:
-            body = json.loads(await request.body())
+            # Parsed off the event loop: a megabyte of JSON takes a noticeable moment.
+            body = await run_in_threadpool(json.loads, data)
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise RequestProblem(422, f"body is not valid JSON ({error})") from None
         except RecursionError:
