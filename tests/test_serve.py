@@ -5,7 +5,9 @@ from __future__ import annotations
 import io
 import json
 import re
-from pathlib import Path
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -228,6 +230,54 @@ def test_broken_multipart_is_4xx(client):
     assert 400 <= response.status_code < 500 and "error" in response.json()
 
 
+def test_multipart_the_parser_refuses_is_422_or_413(client, predictor):
+    response = client.post("/predict", content=b"x", headers={"content-type": "multipart/form-data"})
+    assert_error(response, 422, "boundary")
+    limited = TestClient(create_app(predictor, max_batch_images=2))
+    files = [("files", (f"{index}.png", drawing(index), "image/png")) for index in range(5)]
+    assert_error(limited.post("/predict/batch", files=files), 413, "too many files")
+
+
+def test_json_over_its_limit_is_413_before_parsing(predictor):
+    client = TestClient(create_app(predictor, max_batch_images=2))
+    # Two images' worth of pixels fit; a body of numbers well beyond that is refused unparsed.
+    images = [mnist_pixels(band).tolist() for band in range(2)]
+    assert client.post("/predict/batch", json={"images": images}).status_code == 200
+    big = b'{"images": [' + b"0.5, " * (2 * NUM_PIXELS * 32 // 5) + b"0.5]}"
+    response = client.post("/predict/batch", content=big, headers={"content-type": "application/json"})
+    assert_error(response, 413, "JSON body")
+
+
+def test_only_a_few_images_are_decoded_at_once(predictor, monkeypatch):
+    # Each decode can take ~100 MB, so concurrency bounds memory: many clients, few decodes.
+    from mnist_keras import serve
+
+    decoding, most = 0, 0
+    lock = threading.Lock()
+    real_preprocess = serve.preprocess_image_bytes
+
+    def watched_preprocess(data: bytes, **limits) -> np.ndarray:
+        nonlocal decoding, most
+        with lock:
+            decoding += 1
+            most = max(most, decoding)
+        try:
+            time.sleep(0.05)  # long enough for the other requests to arrive meanwhile
+            return real_preprocess(data, **limits)
+        finally:
+            with lock:
+                decoding -= 1
+
+    monkeypatch.setattr(serve, "preprocess_image_bytes", watched_preprocess)
+    client = TestClient(create_app(predictor, max_concurrent_decodes=2))
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        responses = list(pool.map(
+            lambda band: client.post("/predict", files={"file": ("d.png", drawing(band), "image/png")}), range(8)
+        ))
+    assert [response.status_code for response in responses] == [200] * 8
+    assert most == 2
+
+
 def test_body_over_the_request_limit_is_413(predictor):
     client = TestClient(create_app(predictor, max_request_bytes=10_000), raise_server_exceptions=False)
     big = bytes(20_000)
@@ -296,23 +346,7 @@ def test_any_upload_gets_a_4xx_or_an_answer(client, data, prefix):
     assert response.status_code == 200 or 400 <= response.status_code < 500, response.text
 
 
-# ---------------------------------------------------------------- the load script
-
-
-def test_load_script_runs_bounded_with_zero_errors(tiny_run, tmp_path, capsys):
-    import importlib.util
-
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "load.py"
-    spec = importlib.util.spec_from_file_location("load_benchmark", script)
-    load = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(load)
-    output = tmp_path / "load.json"
-    status = load.main([str(tiny_run), "--clients", "3", "--seconds", "1", "--json", str(output)])
-    results = json.loads(output.read_text())
-    assert status == 0, results["first_errors"]
-    assert results["errors"] == 0 and results["requests"] > 0
-    assert results["p50_ms"] <= results["p99_ms"]
-    assert "requests/s" in capsys.readouterr().out
+# ---------------------------------------------------------------- the serve command
 
 
 def test_serve_command_refuses_bad_input(tmp_path, tiny_run, capsys):

@@ -161,6 +161,8 @@ def grayscale_array(image: Image.Image) -> np.ndarray:
     image = reduce_to_working_size(image)
     if image.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N", "F"):
         values = np.asarray(image, dtype=np.float64)
+        if not np.isfinite(values).all():
+            raise ImageError("image has pixels that are not numbers (NaN or infinity)")
         full_scale = 1.0 if image.mode == "F" and values.max(initial=0) <= 1 else (
             65535.0 if values.max(initial=0) <= 65535 else float(values.max())
         )

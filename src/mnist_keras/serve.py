@@ -11,11 +11,16 @@ values, bad JSON) 422, always as JSON `{"error": "..."}`.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
+import os
 import threading
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 from fastapi import FastAPI, Request
@@ -25,7 +30,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -34,6 +39,7 @@ from mnist_keras.constants import IMAGE_SIDE, NUM_CLASSES, NUM_PIXELS
 from mnist_keras.images import (
     MAX_IMAGE_BYTES,
     MAX_IMAGE_PIXELS,
+    MIN_INK_CONTRAST,
     ImageError,
     ImageTooLargeError,
     NotAnImageError,
@@ -47,24 +53,40 @@ STATIC_DIR = Path(__file__).parent / "static"
 # A batch of the largest images plus multipart framing; JSON pixels are far smaller.
 MAX_BATCH_IMAGES = 64
 MAX_REQUEST_BYTES = 4 * MAX_IMAGE_BYTES
+# JSON text allowed per pixel value: "0.12345678901234568, " is 21 characters. Parsed JSON
+# takes ~10 times its size in Python objects (32 MB of numbers: 2 s and 320 MB), so JSON
+# bodies get their own limit, room for a full batch and no more.
+JSON_BYTES_PER_NUMBER = 32
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000
 # Multipart text fields we accept besides the files (none are used, a few are tolerated).
 MAX_FORM_FIELDS = 16
+# Images decoded at once, each on one of this many dedicated threads. A small file can
+# decode to ~100 MB of pixels (a 4096x4096 PNG of a few kilobytes), so the number in
+# flight bounds the service's working memory, and keeping decoding on few threads keeps
+# the allocator from holding freed pixel memory in an arena per thread of the general
+# pool. Decoding is CPU-bound: more at once than there are cores gains nothing.
+MAX_CONCURRENT_DECODES = min(8, max(2, os.cpu_count() or 2))
 
 logger = logging.getLogger("mnist_keras.serve")
 
 
+Probability = Annotated[float, Field(ge=0, le=1)]
+
+
 class Prediction(BaseModel):
-    digit: int = Field(description="the most likely digit, 0-9")
-    confidence: float = Field(description="its probability")
-    probabilities: list[float] = Field(description=f"the {NUM_CLASSES} probabilities, for digits 0-9")
-    image: list[list[float]] = Field(
-        description=f"the {IMAGE_SIDE}x{IMAGE_SIDE} image the model read (ink = 1), after MNIST-style preprocessing"
+    digit: int = Field(ge=0, le=NUM_CLASSES - 1, description="the most likely digit, 0-9")
+    confidence: Probability = Field(description="its probability")
+    probabilities: list[Probability] = Field(
+        min_length=NUM_CLASSES, max_length=NUM_CLASSES, description=f"the {NUM_CLASSES} probabilities, for digits 0-9"
+    )
+    image: list[Annotated[list[Probability], Field(min_length=IMAGE_SIDE, max_length=IMAGE_SIDE)]] = Field(
+        min_length=IMAGE_SIDE, max_length=IMAGE_SIDE,
+        description=f"the {IMAGE_SIDE}x{IMAGE_SIDE} image the model read (ink = 1), after MNIST-style preprocessing",
     )
 
 
 class ErrorBody(BaseModel):
-    error: str
+    error: str = Field(description="what was wrong with the request, in one line")
 
 
 class RequestProblem(Exception):
@@ -76,38 +98,60 @@ class RequestProblem(Exception):
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    413: {"model": ErrorBody, "description": "the body, an image, or the batch is too large"},
+    413: {"model": ErrorBody, "description": "the body, the JSON, an image, or the batch is too large"},
     415: {"model": ErrorBody, "description": "not an image, or a content type other than multipart or JSON"},
-    422: {"model": ErrorBody, "description": "blank image, corrupt image, wrong pixel shape or values, bad JSON"},
+    422: {"model": ErrorBody, "description": "blank image, corrupt image, wrong pixel shape or values, "
+                                             "bad JSON or multipart"},
 }
+
+# The request bodies are read by hand (either content type on one route), so their
+# schemas are written out here, as exactly as JSON Schema can say what is accepted:
+# pixels in [0, 1], 28x28 nested or 784 flat, with some ink (one value at least
+# MIN_INK_CONTRAST); only "is a readable image" is beyond a schema.
+PIXEL_VALUE_SCHEMA = {"type": "number", "minimum": 0, "maximum": 1}
+INK_SCHEMA = {"type": "number", "minimum": MIN_INK_CONTRAST, "maximum": 1}
 PIXELS_SCHEMA = {
-    "type": "array",
-    "description": f"{IMAGE_SIDE}x{IMAGE_SIDE} nested or {NUM_PIXELS} flat numbers in [0, 1], ink = 1",
-    "items": {"oneOf": [{"type": "number"}, {"type": "array", "items": {"type": "number"}}]},
+    "description": f"{IMAGE_SIDE}x{IMAGE_SIDE} nested or {NUM_PIXELS} flat numbers in [0, 1], ink = 1, "
+                   f"at least one of them {MIN_INK_CONTRAST} or more",
+    "oneOf": [
+        {"type": "array", "items": PIXEL_VALUE_SCHEMA, "minItems": NUM_PIXELS, "maxItems": NUM_PIXELS,
+         "contains": INK_SCHEMA},
+        {"type": "array", "minItems": IMAGE_SIDE, "maxItems": IMAGE_SIDE,
+         "items": {"type": "array", "items": PIXEL_VALUE_SCHEMA, "minItems": IMAGE_SIDE, "maxItems": IMAGE_SIDE},
+         "contains": {"type": "array", "contains": INK_SCHEMA}},
+    ],
 }
 
 
-def request_body_doc(file_field: str, json_field: str, many: bool) -> dict[str, Any]:
+def example_pixels() -> list[list[float]]:
+    """A "1" as MNIST would show it: for the docs' "try it out" and schemathesis's examples."""
+    pixels = np.zeros((IMAGE_SIDE, IMAGE_SIDE))
+    pixels[4:24, 13:15] = 1.0
+    return pixels.tolist()
+
+
+def request_body_doc(file_field: str, json_field: str, many: bool, max_items: int) -> dict[str, Any]:
     """OpenAPI text for a body read by hand (multipart image(s) or JSON pixels)."""
-    file_schema = {"type": "string", "format": "binary"}
-    pixels_schema = {"type": "array", "items": PIXELS_SCHEMA} if many else PIXELS_SCHEMA
+    file_schema: dict[str, Any] = {"type": "string", "format": "binary", "description": "an image file (PNG, JPEG, ...)"}
+    pixels_schema: dict[str, Any] = PIXELS_SCHEMA
+    if many:
+        # The batch limit is stated in words, not as maxItems: a schema tool would otherwise
+        # build batches of dozens of 784-number arrays at the edge of the limit, which takes
+        # minutes to generate and checks nothing the 413 tests do not.
+        limit = f"1 to {max_items}; more get 413"
+        file_schema = {"type": "array", "items": file_schema, "minItems": 1, "description": limit}
+        pixels_schema = {"type": "array", "items": PIXELS_SCHEMA, "minItems": 1, "description": limit}
+    example = [example_pixels()] if many else example_pixels()
     return {
         "requestBody": {
             "required": True,
             "content": {
                 "multipart/form-data": {
-                    "schema": {
-                        "type": "object",
-                        "required": [file_field],
-                        "properties": {file_field: {"type": "array", "items": file_schema} if many else file_schema},
-                    }
+                    "schema": {"type": "object", "required": [file_field], "properties": {file_field: file_schema}}
                 },
                 "application/json": {
-                    "schema": {
-                        "type": "object",
-                        "required": [json_field],
-                        "properties": {json_field: pixels_schema},
-                    }
+                    "schema": {"type": "object", "required": [json_field], "properties": {json_field: pixels_schema}},
+                    "example": {json_field: example},
                 },
             },
         }
@@ -177,18 +221,26 @@ def create_app(
     max_image_pixels: int = MAX_IMAGE_PIXELS,
     max_request_bytes: int = MAX_REQUEST_BYTES,
     max_batch_images: int = MAX_BATCH_IMAGES,
+    max_concurrent_decodes: int = MAX_CONCURRENT_DECODES,
 ) -> FastAPI:
     """The FastAPI app serving the predictor of `source` (a run directory, or an object with `.predict`)."""
     predictor = load_source(source)
     # Model calls are serialised: not every backend's predict is safe to run concurrently,
     # while decoding and preprocessing (the larger share of the work) still run in parallel.
     predict_lock = threading.Lock()
+    decoders = ThreadPoolExecutor(max_workers=max_concurrent_decodes, thread_name_prefix="mnist-keras-decode")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        decoders.shutdown(wait=False, cancel_futures=True)
 
     # The API docs (/docs, /redoc) load Swagger UI from the package, not a CDN: they work offline.
     app = FastAPIOffline(
         title="mnist-keras",
         version=__version__,
         description="Read handwritten digits: upload an image or send 28x28 pixels. The drawing page is at `/`.",
+        lifespan=lifespan,
     )
     app.add_middleware(BodyLimit, max_bytes=max_request_bytes)
     install_error_handlers(app)
@@ -196,6 +248,10 @@ def create_app(
 
     def image_from_bytes(data: bytes) -> np.ndarray:
         return preprocess_image_bytes(data, max_bytes=max_image_bytes, max_pixels=max_image_pixels)
+
+    async def decoded(function: Callable[[], Any]) -> Any:
+        """`function()` (image decoding) on the decoding threads, without blocking the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(decoders, function)
 
     def answer(images: list[np.ndarray]) -> list[dict[str, Any]]:
         with predict_lock:
@@ -210,9 +266,15 @@ def create_app(
             raise RequestProblem(413, f"{field}: image is over the limit of {max_image_bytes:,} bytes")
         return data
 
+    max_json_bytes = max_batch_images * NUM_PIXELS * JSON_BYTES_PER_NUMBER
+
     async def read_json(request: Request, key: str) -> Any:
+        data = await request.body()
+        if len(data) > max_json_bytes:
+            raise RequestProblem(413, f"JSON body is {len(data):,} bytes, over the limit of {max_json_bytes:,}")
         try:
-            body = json.loads(await request.body())
+            # Parsed off the event loop: a megabyte of JSON takes a noticeable moment.
+            body = await run_in_threadpool(json.loads, data)
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise RequestProblem(422, f"body is not valid JSON ({error})") from None
         except RecursionError:
@@ -228,6 +290,18 @@ def create_app(
             f"or application/json with key {json_field!r}"
         )
 
+    @contextlib.asynccontextmanager
+    async def read_form(request: Request, max_files: int) -> AsyncIterator[FormData]:
+        """The parsed multipart body, closed afterwards; a body the parser refuses is the client's fault."""
+        try:
+            form = await request.form(max_files=max_files, max_fields=MAX_FORM_FIELDS)
+        except HTTPException as error:  # Starlette's 400 for any multipart it cannot or will not parse
+            raise multipart_problem(str(error.detail)) from None
+        try:
+            yield form
+        finally:
+            await form.close()
+
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def drawing_page() -> HTMLResponse:
         return HTMLResponse((STATIC_DIR / "index.html").read_text(encoding="utf-8"))
@@ -238,16 +312,16 @@ def create_app(
         return {"status": "ok", "predictor": str(getattr(predictor, "name", type(predictor).__name__))}
 
     @app.post("/predict", response_model=Prediction, responses=ERROR_RESPONSES,
-              openapi_extra=request_body_doc("file", "pixels", many=False))
+              openapi_extra=request_body_doc("file", "pixels", many=False, max_items=1))
     async def predict(request: Request) -> dict[str, Any]:
         """Read one digit: an image upload in field `file`, or JSON `{"pixels": [...]}`."""
         kind = media_type(request)
         if kind == "multipart/form-data":
-            async with request.form(max_files=1, max_fields=MAX_FORM_FIELDS) as form:
+            async with read_form(request, max_files=1) as form:
                 if "file" not in form:
                     raise RequestProblem(422, "multipart body has no field 'file'")
                 data = await upload_bytes(form["file"], "file")
-            image = await run_in_threadpool(image_from_bytes, data)
+            image = await decoded(lambda: image_from_bytes(data))
         elif kind == "application/json":
             image = pixels_to_image(await read_json(request, "pixels"))
         else:
@@ -255,16 +329,16 @@ def create_app(
         return (await run_in_threadpool(answer, [image]))[0]
 
     @app.post("/predict/batch", response_model=list[Prediction], responses=ERROR_RESPONSES,
-              openapi_extra=request_body_doc("files", "images", many=True))
+              openapi_extra=request_body_doc("files", "images", many=True, max_items=max_batch_images))
     async def predict_batch(request: Request) -> list[dict[str, Any]]:
         """Read several digits: image uploads in field `files`, or JSON `{"images": [pixels, ...]}`."""
         kind = media_type(request)
         if kind == "multipart/form-data":
-            async with request.form(max_files=max_batch_images + 1, max_fields=MAX_FORM_FIELDS) as form:
+            async with read_form(request, max_files=max_batch_images + 1) as form:
                 values = form.getlist("files")
                 check_batch_size(len(values), max_batch_images, "files")
                 uploads = [await upload_bytes(value, f"files[{index}]") for index, value in enumerate(values)]
-            images = await run_in_threadpool(
+            images = await decoded(
                 lambda: [with_index(index, image_from_bytes, data) for index, data in enumerate(uploads)]
             )
         elif kind == "application/json":
@@ -278,6 +352,12 @@ def create_app(
         return await run_in_threadpool(answer, images)
 
     return app
+
+
+def multipart_problem(detail: str) -> RequestProblem:
+    """413 when the multipart parser's limits were hit (too many parts, a part too large), else 422."""
+    too_large = detail.startswith("Too many") or "exceeded maximum size" in detail
+    return RequestProblem(413 if too_large else 422, f"multipart body refused: {detail}")
 
 
 def check_batch_size(count: int, limit: int, field: str) -> None:
