@@ -31,7 +31,7 @@ import numpy as np
 
 from mnist_keras.constants import IMAGE_SIDE, NUM_CLASSES, NUM_PIXELS, PIXEL_MAX
 from mnist_keras.errors import DataError
-from mnist_keras.rundir import umask_file_mode
+from mnist_keras.rundir import write_bytes_atomic
 
 # MD5 of the uncompressed original files, header included.
 CANONICAL_MD5 = {
@@ -300,19 +300,10 @@ def default_cache_dir() -> Path:
 
 def write_cache(mnist: Mnist, cache_dir: Path) -> Path:
     """Write the verified arrays to the cache atomically (temporary file, then rename)."""
-    cache_dir.mkdir(parents=True, exist_ok=True)
     target = cache_dir / CACHE_FILE_NAME
-    with tempfile.NamedTemporaryFile(dir=cache_dir, prefix=".tmp-", suffix=".npz", delete=False) as handle:
-        temporary = Path(handle.name)
-        try:
-            np.savez(handle, x_train=mnist.x_train, y_train=mnist.y_train, x_test=mnist.x_test, y_test=mnist.y_test)
-            handle.flush()
-            os.fsync(handle.fileno())
-            os.fchmod(handle.fileno(), umask_file_mode())
-        except BaseException:
-            temporary.unlink(missing_ok=True)
-            raise
-    os.replace(temporary, target)
+    buffer = io.BytesIO()
+    np.savez(buffer, x_train=mnist.x_train, y_train=mnist.y_train, x_test=mnist.x_test, y_test=mnist.y_test)
+    write_bytes_atomic(target, buffer.getvalue())
     return target
 
 
@@ -369,9 +360,9 @@ def load_mnist(data: str | Path | None = None, cache_dir: str | Path | None = No
 
 
 def write_cache_quietly(mnist: Mnist, cache_dir: Path) -> None:
-    """Cache if we can; a read-only cache directory must not stop training."""
+    """Cache if there is none yet (a damaged one is caught when read); a read-only cache must not stop training."""
     try:
-        if read_cache(cache_dir) is None:
+        if not (cache_dir / CACHE_FILE_NAME).is_file():
             write_cache(mnist, cache_dir)
     except OSError:
         pass
