@@ -136,26 +136,25 @@ def worker_gemm(options: argparse.Namespace) -> dict[str, Any]:
     return {"gflops": 2 * GEMM_SIDE**3 / min(timings) / 1e9}  # the best run: a bound, not a typical rate
 
 
-def time_single_image(predict, image, calls: int) -> dict[str, float]:
-    predict(image)
-    latencies = []
-    for _ in range(calls):
+def repeated_timings(predict, argument, repeats: int) -> list[float]:
+    """Seconds per call of predict(argument), after one warm-up call."""
+    predict(argument)
+    timings = []
+    for _ in range(repeats):
         started = time.perf_counter()
-        predict(image)
-        latencies.append(time.perf_counter() - started)
-    latencies.sort()
+        predict(argument)
+        timings.append(time.perf_counter() - started)
+    return timings
+
+
+def time_single_image(predict, image, calls: int) -> dict[str, float]:
+    latencies = sorted(repeated_timings(predict, image, calls))
     return {f"single_p{percentile}_ms": 1e3 * latencies[min(len(latencies) - 1, int(len(latencies) * percentile / 100))]
             for percentile in PERCENTILES}
 
 
 def time_test_set(predict, images) -> float:
-    predict(images)
-    timings = []
-    for _ in range(THROUGHPUT_REPEATS):
-        started = time.perf_counter()
-        predict(images)
-        timings.append(time.perf_counter() - started)
-    return statistics.median(timings)
+    return statistics.median(repeated_timings(predict, images, THROUGHPUT_REPEATS))
 
 
 def worker_inference(options: argparse.Namespace) -> dict[str, Any]:
