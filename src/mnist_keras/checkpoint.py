@@ -74,8 +74,9 @@ class Checkpointer(keras.callbacks.Callback):
     """
 
     def __init__(self, staging: Path, recipe: dict[str, Any], callbacks: list[keras.callbacks.Callback],
-                 recorder, resume_from: dict[str, Any] | None = None) -> None:
+                 recorder, resume_from: dict[str, Any] | None = None, on_epoch=None) -> None:
         super().__init__()
+        self.on_epoch = on_epoch
         self.directory = checkpoint_dir(staging)
         self.recipe = recipe
         self.early_stopping = find(callbacks, keras.callbacks.EarlyStopping)
@@ -134,6 +135,12 @@ class Checkpointer(keras.callbacks.Callback):
             "train_seconds": self.elapsed_before + time.perf_counter() - self.started,
         }
         write_json_atomic(self.directory / LATEST_FILE, record)
+        if self.on_epoch is not None:
+            from mnist_keras.state import TrainingState
+
+            state = TrainingState(epoch=completed, history=list(self.recorder.rows),
+                                  train_seconds=record["train_seconds"], stopped=bool(self.model.stop_training))
+            self.on_epoch(state, self.directory)
         # Older epochs are no longer needed once latest.json names this one.
         for path in self.directory.iterdir():
             if path.name not in (LATEST_FILE, model_name, best_name) and path.suffix == ".npz":

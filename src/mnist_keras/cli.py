@@ -7,21 +7,18 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib.util
 import json
-import os
 import sys
 from datetime import datetime
 from pathlib import Path
 
-from mnist_keras import DEFAULT_BACKEND, __version__
+from mnist_keras import __version__
+from mnist_keras.backends import DEFAULT_BACKEND, KNOWN_BACKENDS, select_backend
 from mnist_keras.config import Config, field_types, load_config, parse_override
 from mnist_keras.errors import TrainingInterrupted, UserError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED = 130  # the shell's code for a process stopped by Ctrl-C
-KNOWN_BACKENDS = ("jax", "tensorflow", "torch", "numpy")
-BACKEND_MODULES = {"jax": "jax", "tensorflow": "tensorflow", "torch": "torch", "numpy": "numpy"}
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -49,19 +46,6 @@ def add_backend_flag(parser: argparse.ArgumentParser) -> None:
         choices=KNOWN_BACKENDS,
         help=f"Keras backend (default: $KERAS_BACKEND, else {DEFAULT_BACKEND})",
     )
-
-
-def select_backend(name: str | None) -> None:
-    """Set KERAS_BACKEND before Keras is imported; refuse a backend that is not installed."""
-    if name is None:
-        name = os.environ.get("KERAS_BACKEND", DEFAULT_BACKEND)
-    if name not in KNOWN_BACKENDS:
-        raise UserError(f"unknown Keras backend {name!r}; choose one of {', '.join(KNOWN_BACKENDS)}")
-    if importlib.util.find_spec(BACKEND_MODULES[name]) is None:
-        raise UserError(f"Keras backend {name!r} is not installed; pip install {BACKEND_MODULES[name]}")
-    if "keras" in sys.modules and sys.modules["keras"].backend.backend() != name:
-        raise UserError(f"Keras is already loaded with backend {sys.modules['keras'].backend.backend()!r}")
-    os.environ["KERAS_BACKEND"] = name
 
 
 def recipe_flag(name: str) -> str:

@@ -161,7 +161,8 @@ def fit_model(
 
 
 def train(
-    config: Config, mnist: Mnist, run_dir: str | Path, verbose: int | None = None, resume: bool = True
+    config: Config, mnist: Mnist, run_dir: str | Path, verbose: int | None = None, resume: bool = True,
+    on_epoch=None,
 ) -> dict[str, Any]:
     """Train `config` on `mnist`, write the run directory, and return its metrics.
 
@@ -179,7 +180,8 @@ def train(
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
     try:
-        metrics = train_into(config, mnist, staging, default_verbosity() if verbose is None else verbose, checkpoint)
+        metrics = train_into(config, mnist, staging, default_verbosity() if verbose is None else verbose, checkpoint,
+                             on_epoch)
     except BaseException as error:
         kept = read_latest(staging)
         if kept is None:
@@ -199,7 +201,8 @@ def train(
 
 
 def train_into(
-    config: Config, mnist: Mnist, directory: Path, verbose: int, checkpoint: dict[str, Any] | None = None
+    config: Config, mnist: Mnist, directory: Path, verbose: int, checkpoint: dict[str, Any] | None = None,
+    on_epoch=None,
 ) -> dict[str, Any]:
     """Train inside `directory` (a staging directory), from `checkpoint` if given, and write every run file."""
     seed_everything(config.seed)
@@ -213,7 +216,8 @@ def train_into(
         restore_training_state(model, checkpoint_dir(directory) / checkpoint["model"])
     callbacks = make_callbacks(config)
     recorder = EpochRecorder()
-    checkpointer = Checkpointer(directory, config.to_dict(), callbacks, recorder, resume_from=checkpoint)
+    checkpointer = Checkpointer(directory, config.to_dict(), callbacks, recorder, resume_from=checkpoint,
+                                on_epoch=on_epoch)
     # Order matters: the guard stops a diverged epoch before it is checkpointed, and the
     # checkpointer saves (and restores) the other callbacks' state, so it comes last.
     all_callbacks = [*callbacks, recorder, DivergenceGuard(), checkpointer]

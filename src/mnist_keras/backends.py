@@ -1,0 +1,73 @@
+"""Which Keras backend runs: decided here, once, before Keras is imported.
+
+Keras fixes its backend when it is first imported, so every entry point (the
+CLI's commands, the notebook, the sweep's trials, the benchmarks) calls
+`select_backend` before anything imports Keras. The default depends on the
+model family, because the fastest engine on a CPU does (measured by
+`make bench`, table "s/epoch by backend and family" in the README):
+
+- the MLP trains fastest on JAX, where each epoch is one compiled `lax.scan`
+  (1.3 s/epoch against 3.8-4.5 s on TensorFlow, 2 cores);
+- the convnet trains fastest on TensorFlow with oneDNN convolutions and no
+  XLA (5.3 s/epoch against 25-33 s on JAX, 2 cores).
+
+An explicit choice (`--backend`, or `KERAS_BACKEND` in the environment) always
+wins over the family's default.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+
+from mnist_keras.errors import UserError
+
+KNOWN_BACKENDS = ("jax", "tensorflow", "torch", "numpy")
+# The Python module each backend needs installed.
+BACKEND_MODULES = {"jax": "jax", "tensorflow": "tensorflow", "torch": "torch", "numpy": "numpy"}
+# The fastest backend measured on CPU for each model family (see the module docstring).
+FAMILY_BACKENDS = {"mlp": "jax", "cnn": "tensorflow"}
+DEFAULT_BACKEND = FAMILY_BACKENDS["mlp"]
+
+
+def requested_backend() -> str | None:
+    """The backend the user asked for through the environment, if any."""
+    return os.environ.get("KERAS_BACKEND") or None
+
+
+def default_backend(family: str | None) -> str:
+    """The fastest backend measured for `family` (the MLP's for an unknown or missing family)."""
+    return FAMILY_BACKENDS.get(family or "mlp", DEFAULT_BACKEND)
+
+
+def keras_loaded_backend() -> str | None:
+    """The backend Keras was imported with, or None if Keras is not imported yet."""
+    keras = sys.modules.get("keras")
+    if keras is None or not hasattr(keras, "backend"):
+        return None
+    return keras.backend.backend()
+
+
+def select_backend(name: str | None = None, family: str | None = None) -> str:
+    """Choose the Keras backend before Keras is imported, and return it.
+
+    `name` (from --backend) wins, then $KERAS_BACKEND, then the model family's
+    default. Raises UserError for an unknown or uninstalled backend, or when
+    Keras is already loaded with another one.
+    """
+    chosen = name or requested_backend() or default_backend(family)
+    if chosen not in KNOWN_BACKENDS:
+        raise UserError(f"unknown Keras backend {chosen!r}; choose one of {', '.join(KNOWN_BACKENDS)}")
+    if importlib.util.find_spec(BACKEND_MODULES[chosen]) is None:
+        raise UserError(f"Keras backend {chosen!r} is not installed; pip install {BACKEND_MODULES[chosen]}")
+    loaded = keras_loaded_backend()
+    if loaded is not None and loaded != chosen:
+        raise UserError(
+            f"Keras is already loaded with backend {loaded!r}, so {chosen!r} cannot be used in this process"
+        )
+    os.environ["KERAS_BACKEND"] = chosen
+    # Keras imports TensorFlow when it is installed; keep its C++ start-up chatter
+    # (no CUDA found, oneDNN notices) off the user's terminal.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return chosen
