@@ -10,13 +10,13 @@ import textwrap
 import pytest
 
 from mnist_keras.config import Config
-from mnist_keras.train import train
+from mnist_keras.pipeline import train_run
 
 pytestmark = pytest.mark.real_data
 
 
 def test_one_epoch_of_the_seed_recipe_reaches_95_percent(real_mnist, tmp_path):
-    metrics = train(dataclasses.replace(Config(), epochs=1), real_mnist, tmp_path / "run", verbose=0)
+    metrics = train_run(dataclasses.replace(Config(), epochs=1), real_mnist, tmp_path / "run", verbose=0)
     assert metrics["test_accuracy"] >= 0.95
     assert metrics["epochs_trained"] == 1
     assert (metrics["total_params"], metrics["trainable_params"]) == (570_506, 568_970)
