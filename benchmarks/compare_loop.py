@@ -5,7 +5,8 @@
 Checks out COMMIT in a temporary git worktree, trains the seed recipe (JAX) for
 each seed with that commit's code and with this checkout's, in separate
 processes on this machine, and compares every history.csv column except the
-seconds. Prints one line per seed and exits 1 if any number differs.
+seconds, and the median seconds per epoch (epochs 2..n) of each. Prints one line per seed, then the
+speed ratio over all seeds, and exits 1 if any number differs.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import argparse
 import csv
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -56,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1])
     parser.add_argument("--epochs", type=int, default=30, help="at most this many epochs (default: the seed's 30)")
     options = parser.parse_args(argv)
-    differing = 0
+    differing, earlier_seconds, today_seconds = 0, [], []
     with tempfile.TemporaryDirectory() as directory:
         worktree = Path(directory) / "earlier"
         subprocess.run(["git", "-C", str(REPOSITORY), "worktree", "add", "--detach", str(worktree), options.commit],
@@ -68,11 +70,16 @@ def main(argv: list[str] | None = None) -> int:
                 same = [{key: row[key] for key in COMPARED} for row in earlier] == [
                     {key: row[key] for key in COMPARED} for row in today]
                 differing += not same
+                earlier_seconds += [float(row["seconds"]) for row in earlier[1:]]
+                today_seconds += [float(row["seconds"]) for row in today[1:]]
                 print(f"seed {seed}: {len(earlier)} vs {len(today)} epochs, test accuracy {earlier_accuracy:.4%} vs "
                       f"{today_accuracy:.4%}: {'identical' if same else 'DIFFERENT'} per-epoch numbers", flush=True)
         finally:
             subprocess.run(["git", "-C", str(REPOSITORY), "worktree", "remove", "--force", str(worktree)],
                            capture_output=True)
+    earlier_median, today_median = statistics.median(earlier_seconds), statistics.median(today_seconds)
+    print(f"median s/epoch (epochs 2..n, all seeds): {options.commit[:10]} {earlier_median:.3f}, today "
+          f"{today_median:.3f} ({today_median / earlier_median:.3f}x); load average now {os.getloadavg()[0]:.1f}")
     return 1 if differing else 0
 
 

@@ -1,4 +1,5 @@
 import csv
+import dataclasses
 import json
 
 import numpy as np
@@ -81,3 +82,18 @@ def test_retraining_replaces_previous_run(tmp_path, tiny_mnist):
     train_run(TINY_RECIPE, tiny_mnist, run_dir, verbose=0, export_onnx=False)
     assert not (run_dir / "stale.txt").exists()
     assert sorted(path.name for path in tmp_path.iterdir()) == ["run"]
+
+
+def test_not_digit_class_adds_synthetic_negatives_to_both_parts(tiny_mnist):
+    from mnist_keras.train import NOT_DIGIT_LABEL, training_arrays
+
+    recipe = dataclasses.replace(TINY_RECIPE, not_digit_class=True, not_digit_fraction=0.2)
+    (x_fit, y_fit), (x_val, y_val) = training_arrays(recipe, tiny_mnist)
+    assert y_fit.shape[1] == y_val.shape[1] == NOT_DIGIT_LABEL + 1
+    for labels, digits in ((y_fit, 270), (y_val, 30)):
+        negatives = int(labels[:, NOT_DIGIT_LABEL].sum())
+        assert negatives == round(digits * 0.2 / 0.8)
+        assert labels[:digits, NOT_DIGIT_LABEL].sum() == 0, "digits keep their labels"
+    assert not np.array_equal(x_fit[-1], x_val[-1]), "training and validation draw different non-digits"
+    plain, _ = training_arrays(TINY_RECIPE, tiny_mnist)
+    np.testing.assert_array_equal(plain[0], x_fit[:270])

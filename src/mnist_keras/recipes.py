@@ -32,7 +32,10 @@ FAST = dataclasses.replace(
 
 # A small convnet with BatchNorm, trained on shifted, rotated and zoomed digits (which
 # also prepares it for digits as people draw them) under a one-cycle schedule, for a fixed
-# budget of epochs: its last weights are its best, so early stopping is off.
+# budget of epochs: its last weights are its best, so early stopping is off. An 11th
+# class learns what is not a digit from synthetic non-digits (mnist_keras.nondigit).
+# Seed 1 with 15 epochs and no extra class reached 99.47% (x86_64 AVX2, 2 shared cores);
+# 18 epochs is the estimate that fits 300 s on a quiet 2-core machine.
 CNN = dataclasses.replace(
     SEED,
     model="cnn",
@@ -44,7 +47,7 @@ CNN = dataclasses.replace(
     hidden_units=(256,),
     dropout_rates=(0.4,),
     batch_norm=(False,),
-    epochs=15,
+    epochs=18,
     batch_size=128,
     learning_rate=3e-3,
     schedule="one_cycle",
@@ -54,6 +57,7 @@ CNN = dataclasses.replace(
     shift=0.1,
     rotation=10.0,
     zoom=0.1,
+    not_digit_class=True,
 )
 
 # tuomaso/train_mnist_fast's network (conv 24@5x5, pool, conv 32@3x3, pool, dense 256),
