@@ -220,7 +220,7 @@ def benchmark(options: argparse.Namespace) -> dict[str, Any]:
         name = peer.title if peer else f"mnist-keras --recipe {key}"
         if peer and importlib.util.find_spec(peer.needs) is None:
             print(f"skipped: {name} ({peer.needs} is not installed)", file=sys.stderr, flush=True)
-            unavailable.append({"name": name, "kind": kind, "reason": f"{peer.needs} is not installed"})
+            unavailable.append({"key": key, "name": name, "kind": kind, "reason": f"{peer.needs} is not installed"})
             continue
         runs = []
         try:
@@ -229,7 +229,7 @@ def benchmark(options: argparse.Namespace) -> dict[str, Any]:
                 runs.append(run_peer(peer, seed, options.quick) if peer else run_recipe(key, seed, options.quick))
         except Unavailable as reason:
             print(f"unavailable: {name} ({reason})", file=sys.stderr, flush=True)
-            unavailable.append({"name": name, "kind": kind, "reason": str(reason)})
+            unavailable.append({"key": key, "name": name, "kind": kind, "reason": str(reason)})
             continue
         # Other work on the machine slows every row; the 1-minute load average shows how much there was.
         rows.append(summarise(key, name, kind, runs, os.getloadavg()[0]))
