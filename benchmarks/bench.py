@@ -50,6 +50,10 @@ TRAINING_ROWS = (
     ("plain PyTorch (eager)", "torch", None),
 )
 SEED_ROW = "seed's code as written (Keras+TensorFlow)"
+# (family, KERAS_BACKEND): the package's own loop for each model family on each backend, for
+# the table that decides each family's default backend (mnist_keras.backends.FAMILY_BACKENDS).
+FAMILY_ROWS = tuple((family, backend) for family in ("mlp", "cnn") for backend in ("jax", "tensorflow", "torch"))
+FAMILY_EPOCHS = 3  # seconds per epoch is the median of epochs 2..3: a convnet epoch on JAX takes ~30 s
 DEFAULT_ROW = "mnist-keras default (Keras+JAX, scanned epochs)"
 
 
@@ -71,23 +75,54 @@ def peak_memory_megabytes() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports kilobytes
 
 
-def worker_default(options: argparse.Namespace) -> dict[str, Any]:
-    """The package's own training path, end to end (mnist_keras.train.train), into options.run."""
+def family_recipe(family: str, epochs: int):
+    """The recipe a family's speed is measured with: the seed MLP, or the cnn recipe's convnet."""
     from mnist_keras.config import Config
-    from mnist_keras.evaluate import read_history
-    from mnist_keras.train import train
+    from mnist_keras.recipes import CNN
 
-    metrics = train(Config(epochs=options.epochs), load_data(options.quick), options.run, verbose=0)
+    recipe = CNN if family == "cnn" else Config()
+    # Every epoch is timed: no early stop, and the budget is `epochs`.
+    return dataclasses.replace(recipe, epochs=epochs, early_stopping=False,
+                               schedule="one_cycle" if family == "cnn" else recipe.schedule)
+
+
+def worker_default(options: argparse.Namespace) -> dict[str, Any]:
+    """The package's own training path, end to end (mnist_keras.pipeline.train_run), into options.run.
+
+    With --family, that family's recipe (see family_recipe); otherwise the seed recipe itself.
+    """
+    from mnist_keras.backends import select_backend
+    from mnist_keras.config import Config
+
+    select_backend(None, options.family)
+    from mnist_keras.evaluate import read_history
+    from mnist_keras.pipeline import train_run
+
+    config = family_recipe(options.family, options.epochs) if options.family else Config(epochs=options.epochs)
+    metrics = train_run(config, load_data(options.quick), options.run, verbose=0, export_onnx=False)
     return {"epoch_seconds": [row["seconds"] for row in read_history(options.run)],
             "test_accuracy": metrics["test_accuracy"]}
 
 
 def worker_keras_fit(options: argparse.Namespace) -> dict[str, Any]:
-    """The same model and recipe through plain `model.fit`, on whichever backend KERAS_BACKEND names."""
+    """The same model and recipe through plain `model.fit` and Keras's callbacks, on KERAS_BACKEND."""
+    import keras
+
     from mnist_keras.config import Config
     from mnist_keras.data import one_hot, preprocess_images
     from mnist_keras.model import build_model, compile_model
-    from mnist_keras.train import EpochRecorder, make_callbacks, seed_everything, split_validation
+    from mnist_keras.train import seed_everything, split_validation
+
+    class EpochTimer(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seconds: list[float] = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seconds.append(time.perf_counter() - self.started)
 
     config = Config(epochs=options.epochs)
     mnist = load_data(options.quick)
@@ -95,10 +130,17 @@ def worker_keras_fit(options: argparse.Namespace) -> dict[str, Any]:
     (x_fit, y_fit), validation = split_validation(preprocess_images(mnist.x_train), one_hot(mnist.y_train),
                                                   config.validation_split)
     model = compile_model(build_model(config), config)
-    recorder = EpochRecorder()
+    timer = EpochTimer()
+    callbacks = [
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.early_stopping_patience,
+                                      restore_best_weights=True),
+        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=config.reduce_lr_factor,
+                                          patience=config.reduce_lr_patience, min_lr=config.min_learning_rate),
+        timer,
+    ]
     model.fit(x_fit, y_fit, validation_data=validation, epochs=config.epochs, batch_size=config.batch_size,
-              shuffle=True, callbacks=[*make_callbacks(config), recorder], verbose=0)
-    return {"epoch_seconds": [row["seconds"] for row in recorder.rows]}
+              shuffle=True, callbacks=callbacks, verbose=0)
+    return {"epoch_seconds": timer.seconds}
 
 
 def worker_seed_tf(options: argparse.Namespace) -> dict[str, Any]:
@@ -184,8 +226,8 @@ def worker_inference(options: argparse.Namespace) -> dict[str, Any]:
 
 def worker_fast_recipe(options: argparse.Namespace) -> dict[str, Any]:
     """The "fast" recipe on each seed: test accuracy and training seconds (compilation included)."""
+    from mnist_keras.pipeline import train_run
     from mnist_keras.recipes import FAST
-    from mnist_keras.train import train
 
     mnist = load_data(options.quick)
     seeds = FAST_RECIPE_SEEDS[:1] if options.quick else FAST_RECIPE_SEEDS
@@ -193,7 +235,8 @@ def worker_fast_recipe(options: argparse.Namespace) -> dict[str, Any]:
     runs = []
     for seed in seeds:
         with tempfile.TemporaryDirectory() as directory:
-            metrics = train(dataclasses.replace(config, seed=seed), mnist, Path(directory) / "run", verbose=0)
+            metrics = train_run(dataclasses.replace(config, seed=seed), mnist, Path(directory) / "run", verbose=0,
+                                export_onnx=False)
         runs.append({"seed": seed, "test_accuracy": metrics["test_accuracy"], "train_seconds": metrics["train_seconds"],
                      "epochs_trained": metrics["epochs_trained"]})
     return {"recipe": config.to_dict(), "runs": runs}
@@ -227,8 +270,11 @@ def call_worker(worker: str, backend: str | None, options: argparse.Namespace, r
     environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     if backend:
         environment["KERAS_BACKEND"] = backend
-    command = [sys.executable, str(Path(__file__).resolve()), "--worker", worker, "--epochs", str(options.epochs),
+    epochs = getattr(options, "worker_epochs", None) or options.epochs
+    command = [sys.executable, str(Path(__file__).resolve()), "--worker", worker, "--epochs", str(epochs),
                "--run", str(run)] + (["--quick"] if options.quick else [])
+    if getattr(options, "family", None):
+        command += ["--family", options.family]
     result = subprocess.run(command, env=environment, capture_output=True, text=True)
     if result.returncode != 0:
         last = (result.stderr.strip().splitlines() or ["no output"])[-1]
@@ -263,6 +309,28 @@ def summarise_training(name: str, backend: str | None, result: dict[str, Any], b
             "load_average": result["load_average"]}
 
 
+def measure_families(options: argparse.Namespace, run: Path) -> list[dict[str, Any]]:
+    """s/epoch of the package's loop for each model family on each installed backend."""
+    rows = []
+    for family, backend in FAMILY_ROWS:
+        if not module_installed(backend):
+            rows.append({"family": family, "backend": backend, "skipped": f"{backend} is not installed"})
+            continue
+        print(f"measuring: {family} on {backend}", file=sys.stderr, flush=True)
+        family_options = argparse.Namespace(**{**vars(options), "family": family,
+                                               "worker_epochs": QUICK_EPOCHS if options.quick else FAMILY_EPOCHS})
+        result = call_worker("default", backend, family_options, run)
+        later = result["epoch_seconds"][1:] or result["epoch_seconds"]
+        rows.append({"family": family, "backend": backend, "epoch_seconds": result["epoch_seconds"],
+                     "seconds_per_epoch": statistics.median(later), "load_average": result["load_average"]})
+    for family in {row["family"] for row in rows}:
+        measured = [row for row in rows if row["family"] == family and "seconds_per_epoch" in row]
+        fastest = min(measured, key=lambda row: row["seconds_per_epoch"]) if measured else None
+        for row in measured:
+            row["fastest"] = row is fastest
+    return rows
+
+
 def benchmark(options: argparse.Namespace) -> dict[str, Any]:
     from mnist_keras.config import Config
     from mnist_keras.environment import library_versions, machine_description
@@ -282,6 +350,7 @@ def benchmark(options: argparse.Namespace) -> dict[str, Any]:
                 continue
             print(f"measuring: {name}", file=sys.stderr, flush=True)
             training.append(summarise_training(name, backend, call_worker(worker, backend, options, run), bound_seconds))
+        families = measure_families(options, run)
         print("measuring: inference", file=sys.stderr, flush=True)
         inference = call_worker("inference", "jax", options, run)
         print("measuring: fast recipe", file=sys.stderr, flush=True)
@@ -310,6 +379,7 @@ def benchmark(options: argparse.Namespace) -> dict[str, Any]:
                   "images_per_second": test_images / inference_bound},
         "training": training,
         "skipped": skipped,
+        "families": families,
         "inference": inference["paths"],
         "inference_peak_memory_mb": inference["peak_memory_mb"],
         "inference_load_average": inference["load_average"],
@@ -350,6 +420,7 @@ def markdown_table(results: dict[str, Any]) -> str:
         lines.append(f"| {row['name']} | {row['test_set_seconds'] * 1e3:.1f} ms | {row['images_per_second']:,.0f} | "
                      f"{row['single_p50_ms']:.3f} ms | {row['single_p99_ms']:.3f} ms | {row['times_bound']:.2f} |")
     lines.append(f"| bound | {bound['test_set_seconds'] * 1e3:.1f} ms | {bound['images_per_second']:,.0f} | | | 1.00 |")
+    lines += ["", family_table(results), ""]
     fast = results["fast_recipe"]
     per_seed = ", ".join(f"{run['test_accuracy']:.2%}" for run in fast["runs"])
     lines += [
@@ -362,6 +433,25 @@ def markdown_table(results: dict[str, Any]) -> str:
         f"the seed reached 98.43%).",
     ]
     return "\n".join(lines) + "\n"
+
+
+def family_table(results: dict[str, Any]) -> str:
+    """s/epoch by model family and backend: the package's loop, each family's recipe."""
+    backends = sorted({row["backend"] for row in results["families"]}, key=["jax", "tensorflow", "torch"].index)
+    lines = ["| model family (recipe) | " + " | ".join(f"Keras+{backend}" for backend in backends) + " |",
+             "| --- |" + " ---: |" * len(backends)]
+    for family, recipe in (("mlp", "seed"), ("cnn", "cnn")):
+        cells = []
+        for backend in backends:
+            row = next((row for row in results["families"] if row["family"] == family and row["backend"] == backend),
+                       None)
+            if row is None or "seconds_per_epoch" not in row:
+                cells.append("skipped" if row else "")
+            else:
+                cell = f"{row['seconds_per_epoch']:.2f} s"
+                cells.append(f"**{cell}**" if row.get("fastest") else cell)
+        lines.append(f"| {family} ({recipe} recipe) | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def plot(results: dict[str, Any], path: Path) -> None:
@@ -398,6 +488,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where bench.json, .md and .png go")
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument("--run", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--family", choices=("mlp", "cnn"), help=argparse.SUPPRESS)
     options = parser.parse_args(argv)
     if options.epochs is None:
         options.epochs = QUICK_EPOCHS if options.quick else FULL_EPOCHS

@@ -19,11 +19,14 @@ SEEDS = (1, 2, 3, 4, 5)
 
 
 def main(arguments: list[str]) -> None:
-    from mnist_keras.data import load_mnist
+    from mnist_keras.backends import select_backend
     from mnist_keras.recipes import get_recipe
-    from mnist_keras.train import train
 
     recipe = get_recipe(arguments[1]) if arguments[:1] == ["--recipe"] else get_recipe("fast")
+    select_backend(None, recipe.model)
+    from mnist_keras.data import load_mnist
+    from mnist_keras.pipeline import train_run
+
     arguments = arguments[2:] if arguments[:1] == ["--recipe"] else arguments
     mnist = load_mnist()
     for overrides in arguments or ["{}"]:
@@ -31,7 +34,8 @@ def main(arguments: list[str]) -> None:
         accuracies, seconds = [], []
         for seed in SEEDS:
             with tempfile.TemporaryDirectory() as directory:
-                metrics = train(dataclasses.replace(config, seed=seed), mnist, Path(directory) / "run", verbose=0)
+                metrics = train_run(dataclasses.replace(config, seed=seed), mnist, Path(directory) / "run",
+                                    verbose=0, export_onnx=False)
             accuracies.append(metrics["test_accuracy"])
             seconds.append(metrics["train_seconds"])
             print(f"  seed {seed}: {metrics['test_accuracy']:.4f} in {metrics['train_seconds']:.1f} s", flush=True)

@@ -1,4 +1,4 @@
-"""Where an epoch of the seed recipe goes under Keras+JAX: the profile behind mnist_keras.fast_fit.
+"""Where an epoch of the seed recipe goes under Keras+JAX: the profile behind mnist_keras.loop.JaxEngine.
 
     KERAS_BACKEND=jax python benchmarks/profile_fit.py
 
@@ -15,10 +15,14 @@ import io
 import pstats
 import time
 
+from mnist_keras.backends import select_backend
+
+select_backend("jax")
+
 import jax
 import numpy as np
 
-from mnist_keras import fast_fit
+from mnist_keras import loop
 from mnist_keras.config import Config
 from mnist_keras.data import load_mnist, one_hot, preprocess_images
 from mnist_keras.model import build_model, compile_model
@@ -30,7 +34,7 @@ TOP_FUNCTIONS = 15
 def fresh_model(config: Config, x_fit: np.ndarray, y_fit: np.ndarray):
     seed_everything(config.seed)
     model = compile_model(build_model(config), config)
-    model._symbolic_build(data_batch=(x_fit[: config.batch_size], y_fit[: config.batch_size]))
+    loop.build_training_state(model, (x_fit[: config.batch_size], y_fit[: config.batch_size]))
     return model
 
 
@@ -55,8 +59,7 @@ def main() -> None:
     print(f"model.fit, one epoch with validation: {fit_seconds:.3f} s ({steps} steps)")
     print(report.getvalue())
 
-    trainer = fast_fit.ScannedTrainer(model)
-    x_device, y_device = jax.device_put(x_fit), jax.device_put(y_fit)
+    trainer = loop.JaxEngine(model, (x_fit, y_fit), (x_val, y_val), config.batch_size)
     batches = [(jax.device_put(x_fit[start:start + config.batch_size]), jax.device_put(y_fit[start:start + config.batch_size]))
                for start in range(0, len(x_fit), config.batch_size)]
     step = jax.jit(model.train_step, donate_argnums=0)  # as Keras's fit jits it
@@ -69,18 +72,18 @@ def main() -> None:
     jax.block_until_ready(state)
     print(f"jitted train_step alone, batches already on the device: {time.perf_counter() - started:.3f} s")
 
-    order = fast_fit.epoch_order(len(x_fit), config.seed, 0)
+    order = loop.epoch_order(len(x_fit), config.seed, 0)
     started = time.perf_counter()
     for start in range(0, len(x_fit), config.batch_size):
         indices = np.sort(order[start:start + config.batch_size])
         jax.block_until_ready(jax.device_put((x_fit[indices], y_fit[indices])))
     print(f"host-side batching alone (numpy gather + device_put per step): {time.perf_counter() - started:.3f} s")
 
-    trainer.train_epoch(x_device, y_device, order, config.batch_size)  # compile
+    trainer.train_epoch(order)  # compile
     started = time.perf_counter()
-    trainer.train_epoch(x_device, y_device, order, config.batch_size)
-    trainer.validate(jax.device_put(x_val), jax.device_put(y_val))
-    print(f"scanned epoch (mnist_keras.fast_fit) with validation: {time.perf_counter() - started:.3f} s")
+    trainer.train_epoch(order)
+    trainer.validate()
+    print(f"scanned epoch (mnist_keras.loop.JaxEngine) with validation: {time.perf_counter() - started:.3f} s")
 
 
 if __name__ == "__main__":

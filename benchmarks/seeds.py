@@ -18,7 +18,7 @@ from mnist_keras import environment
 from mnist_keras.config import Config, load_config
 from mnist_keras.data import load_mnist
 from mnist_keras.evaluate import read_history
-from mnist_keras.train import train
+from mnist_keras.pipeline import train_run as train
 
 RESULTS = Path(__file__).parent / "results" / "seeds.json"
 

@@ -1,5 +1,6 @@
 """TensorFlow (the seed's backend) works too, and models cross between backends."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -7,8 +8,11 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 
 from conftest import TINY_RECIPE
+from mnist_keras.backends import BACKEND_MODULES, FAMILY_BACKENDS
+from mnist_keras.evaluate import read_history
 
 
 def run_python(code: str, backend: str, **env) -> subprocess.CompletedProcess:
@@ -18,20 +22,66 @@ def run_python(code: str, backend: str, **env) -> subprocess.CompletedProcess:
     )
 
 
-def test_train_under_tensorflow_backend(tmp_path):
-    code = f"""
-        import json, sys
-        sys.path.insert(0, {os.path.dirname(__file__)!r})
-        from conftest import synthetic_mnist, TINY_RECIPE
-        from mnist_keras.train import train
-        metrics = train(TINY_RECIPE, synthetic_mnist(), {str(tmp_path / "run")!r}, verbose=0)
-        print(json.dumps(metrics["test_accuracy"]))
-    """
-    result = run_python(code, "tensorflow")
+CLI_WITH_TINY_DATA = """
+import sys
+sys.path.insert(0, {tests!r})
+import mnist_keras.data
+from fakes import synthetic_mnist
+mnist_keras.data.load_mnist = lambda data=None: synthetic_mnist()
+from mnist_keras.cli import main
+sys.exit(main({argv!r}))
+"""
+
+
+def run_cli_on_tiny_data(argv: list[str], environment: dict[str, str]) -> subprocess.CompletedProcess:
+    """`mnist-keras ARGV` in a fresh process (Keras not yet loaded), reading synthetic data."""
+    code = CLI_WITH_TINY_DATA.format(tests=os.path.dirname(__file__), argv=argv)
+    env = {key: value for key, value in os.environ.items() if key != "KERAS_BACKEND"}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**env, **environment})
+
+
+def installed_backends() -> list:
+    return [pytest.param(name, marks=pytest.mark.skipif(importlib.util.find_spec(module) is None,
+                                                          reason=f"{module} is not installed"))
+            for name, module in BACKEND_MODULES.items() if name != "numpy"]
+
+
+@pytest.mark.parametrize("backend", installed_backends())
+def test_backend_flag_trains_on_that_backend(tmp_path, backend):
+    recipe = tmp_path / "recipe.json"
+    recipe.write_text(json.dumps({**TINY_RECIPE.to_dict(), "epochs": 2}))
+    result = run_cli_on_tiny_data(["train", "--backend", backend, "--config", str(recipe), "--out",
+                                   str(tmp_path / "run")], {})
     assert result.returncode == 0, result.stderr[-2000:]
     config = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert config["backend"] == "tensorflow"
-    assert "tensorflow" in config["versions"]
+    assert config["backend"] == backend
+    assert len(read_history(tmp_path / "run")) == 2
+
+
+@pytest.mark.parametrize("family, expected", list(FAMILY_BACKENDS.items()))
+def test_each_model_family_trains_on_its_fastest_backend_by_default(tmp_path, family, expected):
+    recipe = tmp_path / "recipe.json"
+    recipe.write_text(json.dumps({**TINY_RECIPE.to_dict(), "model": family, "conv_filters": [4],
+                                  "conv_kernels": [3], "conv_pooling": [True], "conv_batch_norm": [False]}))
+    run_dir = tmp_path / "run"
+    result = run_cli_on_tiny_data(["train", "--config", str(recipe), "--out", str(run_dir)], {})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads((run_dir / "config.json").read_text())["backend"] == expected
+    # $KERAS_BACKEND still wins over the family's default.
+    other = "jax" if expected == "tensorflow" else "tensorflow"
+    result = run_cli_on_tiny_data(["train", "--config", str(recipe), "--out", str(run_dir), "--overwrite"],
+                                  {"KERAS_BACKEND": other})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads((run_dir / "config.json").read_text())["backend"] == other
+
+
+def test_unknown_or_missing_backend_is_one_line(tmp_path):
+    result = run_cli_on_tiny_data(["train", "--out", str(tmp_path / "run")], {"KERAS_BACKEND": "theano"})
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "mnist-keras train: error: unknown Keras backend 'theano'; choose one of jax, tensorflow, torch, numpy"
+    ]
+    assert not (tmp_path / "run").exists()
 
 
 def test_jax_model_predicts_the_same_under_tensorflow(tiny_run, tiny_mnist, tmp_path):

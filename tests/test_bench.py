@@ -41,6 +41,13 @@ def test_quick_benchmark_writes_every_field(tmp_path, real_mnist):
         assert row["seconds_per_epoch"] > 0 and row["peak_memory_mb"] > 0 and row["speedup_vs_seed"] > 0
     assert rows["seed's code as written (Keras+TensorFlow)"]["speedup_vs_seed"] == pytest.approx(1.0)
 
+    families = {(row["family"], row["backend"]): row for row in results["families"]}
+    assert set(families) == {(family, backend) for family in ("mlp", "cnn") for backend in ("jax", "tensorflow", "torch")}
+    for family in ("mlp", "cnn"):
+        measured = [row for key, row in families.items() if key[0] == family and "seconds_per_epoch" in row]
+        assert measured and sum(row["fastest"] for row in measured) == 1
+        assert all(row["seconds_per_epoch"] > 0 for row in measured)
+
     paths = {row["name"]: row for row in results["inference"]}
     assert {"keras predict", "keras call", "keras predict_on_batch", "onnxruntime"} <= set(paths)
     for row in results["inference"]:
@@ -52,6 +59,6 @@ def test_quick_benchmark_writes_every_field(tmp_path, real_mnist):
     assert 0 <= fast["mean_test_accuracy"] <= 1 and isinstance(fast["reaches_seed_accuracy"], bool)
 
     table = (tmp_path / "bench.md").read_text()
-    assert results["machine"] in table and "onnxruntime" in table
+    assert results["machine"] in table and "onnxruntime" in table and "cnn (cnn recipe)" in table
     assert (tmp_path / "bench.png").stat().st_size > 0
     assert table in completed.stdout

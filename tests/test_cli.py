@@ -58,21 +58,6 @@ def test_existing_out_needs_overwrite(tiny_run, capsys):
     assert "--overwrite" in capsys.readouterr().err
 
 
-def test_evaluate_prints_summary_and_rewrites_metrics(tiny_run, tiny_mnist, monkeypatch, capsys):
-    import mnist_keras.data
-
-    monkeypatch.setattr(mnist_keras.data, "load_mnist", lambda data=None: tiny_mnist)
-    metrics_path = tiny_run / "metrics.json"
-    before = json.loads(metrics_path.read_text())
-    metrics_path.write_text(json.dumps({**before, "test_accuracy": -1.0}))
-    assert main(["evaluate", str(tiny_run)]) == 0
-    out = capsys.readouterr().out
-    assert "test accuracy" in out and "precision" in out
-    after = json.loads(metrics_path.read_text())
-    assert after["test_accuracy"] == pytest.approx(before["test_accuracy"])
-    assert after["epochs_trained"] == before["epochs_trained"]
-
-
 def test_train_with_config_file_and_flag_override(tmp_path, tiny_mnist, monkeypatch, capsys):
     import mnist_keras.data
 

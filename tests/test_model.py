@@ -1,7 +1,14 @@
 import dataclasses
 
+import keras
+import numpy as np
+import pytest
+
 from mnist_keras.config import Config
-from mnist_keras.model import build_model, count_parameters
+from mnist_keras.constants import IMAGE_SIDE, NUM_CLASSES, NUM_PIXELS
+from mnist_keras.data import preprocess_images
+from mnist_keras.errors import ConfigError
+from mnist_keras.model import build_augmenter, build_model, count_parameters
 
 
 def test_seed_model_parameter_counts():
@@ -28,3 +35,69 @@ def test_widths_and_rates_come_from_config():
     assert sum(type(layer).__name__ == "BatchNormalization" for layer in model.layers) == 1
     total, _ = count_parameters(model)
     assert total == (784 * 20 + 20) + (20 * 10 + 10) + 4 * 10 + (10 * 10 + 10)
+
+
+CONVNET = dataclasses.replace(
+    Config(), model="cnn", conv_filters=(4, 8), conv_kernels=(5, 3), conv_pooling=(True, True),
+    conv_batch_norm=(True, False), hidden_units=(16,), dropout_rates=(0.2,), batch_norm=(False,), epochs=1,
+    batch_size=32, shift=0.1, rotation=10.0, zoom=0.1,
+)
+
+
+def test_convnet_shape_comes_from_the_recipe():
+    model = build_model(CONVNET)
+    convolutions = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert [(layer.filters, layer.kernel_size) for layer in convolutions] == [(4, (5, 5)), (8, (3, 3))]
+    assert sum(isinstance(layer, keras.layers.MaxPooling2D) for layer in model.layers) == 2
+    assert sum(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers) == 1
+    assert model.input_shape == (None, NUM_PIXELS) and model.output_shape == (None, NUM_CLASSES)
+    with_reject = build_model(dataclasses.replace(CONVNET, not_digit_class=True))
+    assert with_reject.output_shape == (None, NUM_CLASSES + 1)
+
+
+@pytest.mark.parametrize("config", [Config(hidden_units=(16, 8), dropout_rates=(0.1, 0.0), batch_norm=(True, False),
+                                           shift=0.1, rotation=10.0, zoom=0.1), CONVNET])
+def test_augmentation_acts_in_training_only_and_is_not_in_the_model(config):
+    model = build_model(config)
+    assert not any("random" in layer.name for layer in model.layers), "a saved or exported model never augments"
+    augmenter = build_augmenter(config)
+    assert any(isinstance(layer, keras.layers.RandomRotation) for layer in augmenter.layers)
+    images = np.zeros((8, IMAGE_SIDE, IMAGE_SIDE), dtype=np.float32)
+    images[:, 8:20, 12:16] = 1.0
+    pixels = images.reshape(8, NUM_PIXELS)
+    trained_on = keras.ops.convert_to_numpy(augmenter(pixels, training=True))
+    assert trained_on.shape == pixels.shape and not np.allclose(trained_on, pixels)
+    # Still the same stroke: moved, turned or scaled a little, not erased or multiplied.
+    assert 0.6 < trained_on.sum(axis=1).min() / pixels.sum(axis=1).max() < 1.5
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(augmenter(pixels, training=False)), pixels)
+    assert build_augmenter(Config()) is None
+
+
+def test_each_family_trains_saves_loads_and_exports(tmp_path, tiny_mnist):
+    from mnist_keras.export import TOLERANCE, export_run, onnx_probabilities
+    from mnist_keras.model import load_run_model
+    from mnist_keras.pipeline import train_run
+
+    pixels = preprocess_images(tiny_mnist.x_test)
+    for family, config in (("mlp", dataclasses.replace(Config(), hidden_units=(16,), dropout_rates=(0.1,),
+                                                         batch_norm=(True,), epochs=1, batch_size=32)),
+                           ("cnn", dataclasses.replace(CONVNET, not_digit_class=False))):
+        run_dir = tmp_path / family
+        train_run(config, tiny_mnist, run_dir, verbose=0, export_onnx=False)
+        loaded = keras.saving.load_model(run_dir / "model.keras")  # plain Keras, no mnist_keras needed
+        ours = load_run_model(run_dir)
+        expected = np.asarray(ours.predict_on_batch(pixels))
+        np.testing.assert_allclose(np.asarray(loaded.predict_on_batch(pixels)), expected, atol=1e-6)
+        exported = export_run(run_dir, "onnx", tmp_path / f"{family}.onnx")
+        np.testing.assert_allclose(onnx_probabilities(exported, pixels), expected, rtol=0, atol=TOLERANCE)
+
+
+def test_convnet_recipe_fields_are_checked():
+    with pytest.raises(ConfigError, match="conv_kernels"):
+        dataclasses.replace(CONVNET, conv_kernels=(3,))
+    with pytest.raises(ConfigError, match="model"):
+        dataclasses.replace(CONVNET, model="transformer")
+    with pytest.raises(ConfigError, match="rotation"):
+        dataclasses.replace(CONVNET, rotation=180.0)
+    with pytest.raises(ConfigError, match="validation_split"):
+        Config(validation_split=0.0)

@@ -5,14 +5,16 @@ from __future__ import annotations
 import dataclasses
 
 import keras
+import numpy as np
 import pytest
 
 from mnist_keras import cli
 from mnist_keras.config import Config
 from mnist_keras.errors import ConfigError
+from mnist_keras.evaluate import read_history
 from mnist_keras.model import build_model, count_parameters, learning_rate
-from mnist_keras.recipes import FAST, RECIPES, get_recipe
-from mnist_keras.train import make_callbacks, train
+from mnist_keras.pipeline import train_run
+from mnist_keras.recipes import CNN, FAST, RECIPES, SPEEDRUN, get_recipe
 
 from conftest import TINY_RECIPE
 
@@ -21,7 +23,7 @@ NETWORK_FIELDS = ("hidden_units", "dropout_rates", "batch_norm")
 
 def test_the_seed_recipe_is_the_default_and_fast_keeps_its_network():
     assert get_recipe("seed") == Config()
-    assert set(RECIPES) == {"seed", "fast"}
+    assert set(RECIPES) == {"seed", "fast", "cnn", "speedrun"}
     for name in NETWORK_FIELDS:
         assert getattr(FAST, name) == getattr(Config(), name)
     assert count_parameters(build_model(FAST)) == count_parameters(build_model(Config()))
@@ -57,9 +59,23 @@ def test_schedule_settings_are_checked():
         Config(epochs=2, schedule="one_cycle", warmup_epochs=2)
 
 
-def test_a_scheduled_recipe_trains_without_plateau_cuts(tiny_mnist, tmp_path):
-    scheduled = dataclasses.replace(TINY_RECIPE, epochs=2, schedule="one_cycle", warmup_epochs=1)
-    assert not any(isinstance(callback, keras.callbacks.ReduceLROnPlateau) for callback in make_callbacks(scheduled))
-    assert any(isinstance(callback, keras.callbacks.ReduceLROnPlateau) for callback in make_callbacks(TINY_RECIPE))
-    metrics = train(scheduled, tiny_mnist, tmp_path / "run", verbose=0)
-    assert metrics["epochs_trained"] == 2
+def test_a_scheduled_recipe_follows_its_schedule_not_plateaus(tiny_mnist, tmp_path):
+    # A learning rate far too small to improve anything: a constant recipe would halve it on plateaus.
+    scheduled = dataclasses.replace(TINY_RECIPE, epochs=4, schedule="one_cycle", warmup_epochs=0.5,
+                                    learning_rate=1e-3, reduce_lr_patience=0, early_stopping=False)
+    train_run(scheduled, tiny_mnist, tmp_path / "run", verbose=0, export_onnx=False)
+    rates = [row["learning_rate"] for row in read_history(tmp_path / "run")]
+    steps = -(-270 // TINY_RECIPE.batch_size)
+    schedule = learning_rate(scheduled, steps)
+    expected = [float(keras.ops.convert_to_numpy(schedule(epoch * steps))) for epoch in range(4)]
+    np.testing.assert_allclose(rates, expected, rtol=1e-6)
+
+
+def test_the_convnet_recipes_are_convnets_with_augmentation_where_it_helps():
+    for recipe in (CNN, SPEEDRUN):
+        assert recipe.model == "cnn"
+        model = build_model(recipe)
+        assert any(isinstance(layer, keras.layers.Conv2D) for layer in model.layers)
+        assert model.output_shape == (None, recipe.num_outputs)
+    assert CNN.augmented and not Config().augmented
+    assert SPEEDRUN.validation_split == 0 and not SPEEDRUN.early_stopping

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -16,32 +15,18 @@ import keras
 import pytest
 
 import mnist_keras.data
-import mnist_keras.train
+import mnist_keras.loop
 from conftest import TINY_RECIPE, synthetic_mnist
 from mnist_keras import rundir
-from mnist_keras.checkpoint import LATEST_FILE, checkpoint_dir, read_latest
+from mnist_keras.checkpoint import checkpoint_dir, read_latest
 from mnist_keras.cli import main
-from mnist_keras.errors import TrainingDiverged
+from mnist_keras.errors import RunDirectoryError, TrainingDiverged, TrainingInterrupted
 from mnist_keras.evaluate import read_history
-from mnist_keras.train import train
+from mnist_keras.pipeline import train_run
 
 # Patience high enough that early stopping does not end the run before the test is done with it.
 RECIPE = dataclasses.replace(TINY_RECIPE, epochs=8, early_stopping_patience=100)
 TESTS_DIR = Path(__file__).parent
-
-
-@pytest.fixture
-def recorded_fits(monkeypatch):
-    """Record the epoch each fit starts from, and the optimizer's step count at that moment."""
-    calls = []
-    real_fit_model = mnist_keras.train.fit_model
-
-    def recording(model, config, train_data, validation_data, callbacks, verbose, initial_epoch=0):
-        calls.append({"initial_epoch": initial_epoch, "iterations": int(model.optimizer.iterations.numpy())})
-        return real_fit_model(model, config, train_data, validation_data, callbacks, verbose, initial_epoch)
-
-    monkeypatch.setattr(mnist_keras.train, "fit_model", recording)
-    return calls
 
 
 def assert_complete_run(run_dir: Path, epochs: int) -> None:
@@ -55,90 +40,110 @@ def assert_complete_run(run_dir: Path, epochs: int) -> None:
     keras.saving.load_model(run_dir / rundir.MODEL_FILE)
 
 
-def start_slow_training(run_dir: Path) -> subprocess.Popen:
-    """Train RECIPE in a child process, slowed to about 0.3 s per epoch so it can be killed mid-run."""
-    code = f"""
-        import dataclasses, sys, time
-        sys.path.insert(0, {str(TESTS_DIR)!r})
-        from conftest import TINY_RECIPE, synthetic_mnist
-        import mnist_keras.train as training
-        recipe = dataclasses.replace(TINY_RECIPE, epochs={RECIPE.epochs}, early_stopping_patience={RECIPE.early_stopping_patience})
-        end_of_epoch = training.EpochRecorder.on_epoch_end
-        def slowly(self, epoch, logs=None):
-            end_of_epoch(self, epoch, logs)
-            time.sleep(0.3)
-        training.EpochRecorder.on_epoch_end = slowly
-        training.train(recipe, synthetic_mnist(), {str(run_dir)!r}, verbose=0)
-    """
-    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], env={**os.environ, "KERAS_BACKEND": "jax"},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+CHILD_TRAINING = """
+import dataclasses, json, sys, time
+sys.path.insert(0, {tests!r})
+from mnist_keras.backends import select_backend
+select_backend({backend!r})
+from fakes import TINY_RECIPE, synthetic_mnist
+from mnist_keras.pipeline import train_run
+recipe = dataclasses.replace(TINY_RECIPE, epochs={epochs}, early_stopping_patience=100)
+seen = []
+def on_epoch(state, directory):
+    seen.append(state.epoch)
+    time.sleep({pause})  # slow enough to be killed mid-run
+metrics = train_run(recipe, synthetic_mnist(), {run_dir!r}, verbose=0, export_onnx=False, on_epoch=on_epoch)
+print(json.dumps({{"epochs_seen": seen, "test_loss": metrics["test_loss"]}}))
+"""
 
 
-def test_sigkill_then_resume_finishes_without_redoing_epochs(tmp_path, recorded_fits):
+def run_child(backend: str, run_dir: Path, epochs: int = RECIPE.epochs, pause: float = 0.0, wait: bool = True):
+    """Train RECIPE (with `epochs`) in a child process on `backend`; the finished child's JSON, or the process."""
+    code = CHILD_TRAINING.format(tests=str(TESTS_DIR), backend=backend, epochs=epochs, pause=pause,
+                                 run_dir=str(run_dir))
+    child = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "KERAS_BACKEND": backend},
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if not wait:
+        return child
+    out, err = child.communicate(timeout=600)
+    assert child.returncode == 0, err[-3000:]
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def latest_record(run_dir: Path) -> dict | None:
+    return read_latest(checkpoint_dir(rundir.staging_path(run_dir)))
+
+
+@pytest.mark.parametrize("backend", ["jax", "tensorflow"])
+def test_sigkill_then_resume_computes_exactly_what_an_uninterrupted_run_does(tmp_path, backend):
+    """Optimizer moments, learning rate, dropout RNG and batch order all come back as they were."""
+    whole = run_child(backend, tmp_path / "whole")
     run_dir = tmp_path / "run"
-    latest = checkpoint_dir(rundir.staging_path(run_dir)) / LATEST_FILE
-    child = start_slow_training(run_dir)
-    deadline = time.monotonic() + 120
+    child = run_child(backend, run_dir, pause=0.4, wait=False)
+    deadline = time.monotonic() + 300
     while time.monotonic() < deadline and child.poll() is None:
-        record = read_latest(rundir.staging_path(run_dir))
+        record = latest_record(run_dir)
         if record and record["epoch"] >= 2:
             break
         time.sleep(0.05)
-    assert child.poll() is None, f"training ended before it could be killed: {child.stderr.read().decode()[-2000:]}"
-    time.sleep(0.15)  # land somewhere inside the next epoch, not just after a checkpoint
+    assert child.poll() is None, f"training ended before it could be killed: {child.stderr.read()[-2000:]}"
+    time.sleep(0.2)  # land somewhere inside the next epoch, not just after a checkpoint
     child.send_signal(signal.SIGKILL)
     child.wait()
-
     assert not run_dir.exists(), "a killed run must not appear under its final name"
-    killed_at = read_latest(rundir.staging_path(run_dir))
-    assert killed_at is not None and 2 <= killed_at["epoch"] < RECIPE.epochs, latest.read_text()
-    history_before = killed_at["history"]
+    killed_at = latest_record(run_dir)
+    assert killed_at is not None and 2 <= killed_at["epoch"] < RECIPE.epochs
 
-    train(RECIPE, synthetic_mnist(), run_dir, verbose=0)
-
+    resumed = run_child(backend, run_dir)
     completed = killed_at["epoch"]
-    steps_per_epoch = -(-int(len(synthetic_mnist().x_train) * (1 - RECIPE.validation_split)) // RECIPE.batch_size)
-    assert recorded_fits == [{"initial_epoch": completed, "iterations": completed * steps_per_epoch}]
+    assert resumed["epochs_seen"] == list(range(completed + 1, RECIPE.epochs + 1))
     assert_complete_run(run_dir, RECIPE.epochs)
-    assert read_history(run_dir)[:completed] == [
-        {key: (int(value) if key == "epoch" else value) for key, value in row.items()} for row in history_before
-    ]
+    assert [row["loss"] for row in read_history(run_dir)] == [row["loss"] for row in read_history(tmp_path / "whole")]
+    assert resumed["test_loss"] == whole["test_loss"]
 
 
-def interrupt_after_epoch(stop_epoch: int):
-    """A fit_model stand-in that trains normally but presses Ctrl-C at the end of `stop_epoch`."""
-    real_fit_model = mnist_keras.train.fit_model
+def interrupt_after(stop_epoch: int):
+    """An on_epoch hook that presses Ctrl-C once `stop_epoch` is checkpointed."""
 
-    class CtrlC(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            if epoch + 1 == stop_epoch:
-                raise KeyboardInterrupt
+    def hook(state, directory):
+        if state.epoch == stop_epoch:
+            raise KeyboardInterrupt
 
-    def fit_then_interrupt(model, config, train_data, validation_data, callbacks, verbose, initial_epoch=0):
-        return real_fit_model(model, config, train_data, validation_data, [*callbacks, CtrlC()], verbose,
-                              initial_epoch)
-
-    return fit_then_interrupt
+    return hook
 
 
 def test_ctrl_c_stops_cleanly_and_resume_flag_finishes(tmp_path, monkeypatch, capsys):
     tiny = synthetic_mnist()
     monkeypatch.setattr(mnist_keras.data, "load_mnist", lambda data=None: tiny)
-    recipe_file = tmp_path / "recipe.json"
-    recipe_file.write_text(json.dumps(RECIPE.to_dict()))
     run_dir = tmp_path / "run"
-
-    monkeypatch.setattr(mnist_keras.train, "fit_model", interrupt_after_epoch(3))
-    assert main(["train", "--config", str(recipe_file), "--out", str(run_dir)]) == 130
-    message = capsys.readouterr().err.strip()
-    assert message == f"mnist-keras train: training interrupted after epoch 3; resume with: mnist-keras train --resume {run_dir}"
+    with pytest.raises(TrainingInterrupted) as caught:
+        train_run(RECIPE, tiny, run_dir, verbose=0, export_onnx=False, on_epoch=interrupt_after(3))
+    assert str(caught.value) == (
+        f"training interrupted after epoch 3; resume with: mnist-keras train --resume {run_dir}"
+    )
     assert not run_dir.exists()
-
-    monkeypatch.undo()
-    monkeypatch.setattr(mnist_keras.data, "load_mnist", lambda data=None: tiny)
     assert main(["train", "--resume", str(run_dir)]) == 0
     assert_complete_run(run_dir, RECIPE.epochs)
     assert json.loads((run_dir / rundir.CONFIG_FILE).read_text())["recipe"] == RECIPE.to_dict()
+
+
+def test_ctrl_c_from_the_command_line_exits_130_with_one_line(tmp_path, monkeypatch, capsys):
+    import mnist_keras.pipeline
+
+    tiny = synthetic_mnist()
+    monkeypatch.setattr(mnist_keras.data, "load_mnist", lambda data=None: tiny)
+    real_train = mnist_keras.pipeline.train
+
+    def train_then_interrupt(config, mnist, checkpoints=None, on_epoch=None, verbose=None):
+        return real_train(config, mnist, checkpoints, interrupt_after(2), verbose)
+
+    monkeypatch.setattr(mnist_keras.pipeline, "train", train_then_interrupt)
+    recipe_file = tmp_path / "recipe.json"
+    recipe_file.write_text(json.dumps(RECIPE.to_dict()))
+    run_dir = tmp_path / "run"
+    assert main(["train", "--config", str(recipe_file), "--out", str(run_dir)]) == 130
+    message = capsys.readouterr().err.strip()
+    assert message == f"mnist-keras train: training interrupted after epoch 2; resume with: mnist-keras train --resume {run_dir}"
 
 
 def test_resume_refuses_what_it_cannot_do(tmp_path, tiny_run, capsys):
@@ -150,52 +155,61 @@ def test_resume_refuses_what_it_cannot_do(tmp_path, tiny_run, capsys):
     assert "drop --epochs" in capsys.readouterr().err
 
 
-def test_a_different_recipe_starts_over(tmp_path, monkeypatch):
+def test_a_different_recipe_starts_over(tmp_path):
     run_dir = tmp_path / "run"
-    real_fit_model = mnist_keras.train.fit_model
-    monkeypatch.setattr(mnist_keras.train, "fit_model", interrupt_after_epoch(2))
-    with pytest.raises(Exception, match="interrupted after epoch 2"):
-        train(RECIPE, synthetic_mnist(), run_dir, verbose=0)
-    starts = []
-
-    def recording(model, config, train_data, validation_data, callbacks, verbose, initial_epoch=0):
-        starts.append(initial_epoch)
-        return real_fit_model(model, config, train_data, validation_data, callbacks, verbose, initial_epoch)
-
-    monkeypatch.setattr(mnist_keras.train, "fit_model", recording)
+    with pytest.raises(TrainingInterrupted, match="interrupted after epoch 2"):
+        train_run(RECIPE, synthetic_mnist(), run_dir, verbose=0, export_onnx=False, on_epoch=interrupt_after(2))
+    seen = []
     other = dataclasses.replace(RECIPE, epochs=3, seed=5)
-    train(other, synthetic_mnist(), run_dir, verbose=0)
-    assert starts == [0]
+    train_run(other, synthetic_mnist(), run_dir, verbose=0, export_onnx=False,
+              on_epoch=lambda state, directory: seen.append(state.epoch))
+    assert seen == [1, 2, 3]
     assert_complete_run(run_dir, 3)
+
+
+def test_failure_after_training_keeps_the_model_and_a_rerun_finishes(tmp_path, monkeypatch):
+    import mnist_keras.pipeline
+
+    run_dir = tmp_path / "run"
+    recipe = dataclasses.replace(RECIPE, epochs=2)
+
+    def broken_report(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(mnist_keras.pipeline.report, "build_report", broken_report)
+    with pytest.raises(RunDirectoryError, match="training finished, but writing the run failed: disk full"):
+        train_run(recipe, synthetic_mnist(), run_dir, verbose=0, export_onnx=False)
+    assert not run_dir.exists()
+    assert latest_record(run_dir)["finished"]
+    monkeypatch.undo()
+    seen = []
+    train_run(recipe, synthetic_mnist(), run_dir, verbose=0, export_onnx=False,
+              on_epoch=lambda state, directory: seen.append(state.epoch))
+    assert seen == [], "a finished training is not repeated"
+    assert_complete_run(run_dir, 2)
 
 
 @pytest.mark.parametrize("learning_rate, shown", [(10.0, "loss 1"), (1e30, "loss nan")])
 def test_divergence_stops_with_a_clear_error(tmp_path, learning_rate, shown):
     run_dir = tmp_path / "run"
     with pytest.raises(TrainingDiverged, match=f"training diverged at epoch 1 \\({shown}") as caught:
-        train(dataclasses.replace(RECIPE, learning_rate=learning_rate), synthetic_mnist(), run_dir, verbose=0)
+        train_run(dataclasses.replace(RECIPE, learning_rate=learning_rate), synthetic_mnist(), run_dir, verbose=0)
     assert "lower --learning-rate" in str(caught.value)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_divergence_after_good_epochs_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
-    real_fit_model = mnist_keras.train.fit_model
+    real_check = mnist_keras.loop.check_divergence
 
-    class LossBecomesNan(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            if epoch + 1 == 3:
-                logs["loss"] = float("nan")
+    def nan_at_epoch_3(row):
+        real_check({**row, "loss": float("nan")} if row["epoch"] == 3 else row)
 
-    def fit_with_nan(model, config, train_data, validation_data, callbacks, verbose, initial_epoch=0):
-        return real_fit_model(model, config, train_data, validation_data, [LossBecomesNan(), *callbacks], verbose,
-                              initial_epoch)
-
-    monkeypatch.setattr(mnist_keras.train, "fit_model", fit_with_nan)
+    monkeypatch.setattr(mnist_keras.loop, "check_divergence", nan_at_epoch_3)
     run_dir = tmp_path / "run"
     with pytest.raises(TrainingDiverged, match="the last good checkpoint \\(epoch 2\\) is kept"):
-        train(RECIPE, synthetic_mnist(), run_dir, verbose=0)
+        train_run(RECIPE, synthetic_mnist(), run_dir, verbose=0)
     assert not run_dir.exists()
-    assert read_latest(rundir.staging_path(run_dir))["epoch"] == 2
+    assert latest_record(run_dir)["epoch"] == 2
 
 
 def test_diverging_cli_run_exits_2(tmp_path, monkeypatch, capsys):
@@ -205,19 +219,3 @@ def test_diverging_cli_run_exits_2(tmp_path, monkeypatch, capsys):
     assert main(["train", "--config", str(recipe_file), "--learning-rate", "10", "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "training diverged" in err
-
-
-def test_resumed_run_computes_exactly_what_an_uninterrupted_one_does(tmp_path, monkeypatch):
-    """Optimizer moments, learning rate, dropout RNG and batch order all come back as they were."""
-    recipe = dataclasses.replace(RECIPE, epochs=4)
-    uninterrupted = train(recipe, synthetic_mnist(), tmp_path / "whole", verbose=0)
-    real_fit_model = mnist_keras.train.fit_model
-    monkeypatch.setattr(mnist_keras.train, "fit_model", interrupt_after_epoch(2))
-    with pytest.raises(Exception, match="interrupted after epoch 2"):
-        train(recipe, synthetic_mnist(), tmp_path / "resumed", verbose=0)
-    monkeypatch.setattr(mnist_keras.train, "fit_model", real_fit_model)
-    resumed = train(recipe, synthetic_mnist(), tmp_path / "resumed", verbose=0)
-    assert resumed["test_loss"] == uninterrupted["test_loss"]
-    assert [row["loss"] for row in read_history(tmp_path / "resumed")] == [
-        row["loss"] for row in read_history(tmp_path / "whole")
-    ]

@@ -7,7 +7,9 @@ import pytest
 from conftest import TINY_RECIPE
 from mnist_keras import rundir
 from mnist_keras.evaluate import read_history
-from mnist_keras.train import HISTORY_COLUMNS, split_validation, train
+from mnist_keras.pipeline import train_run
+from mnist_keras.state import HISTORY_COLUMNS
+from mnist_keras.train import split_validation
 
 METRIC_FIELDS = {
     "test_loss", "test_accuracy", "misclassified", "epochs_trained", "best_val_accuracy",
@@ -49,33 +51,33 @@ def test_same_seed_same_numbers(tmp_path, tiny_mnist):
     import dataclasses
 
     recipe = dataclasses.replace(TINY_RECIPE, epochs=2)
-    first = train(recipe, tiny_mnist, tmp_path / "a", verbose=0)
-    second = train(recipe, tiny_mnist, tmp_path / "b", verbose=0)
+    first = train_run(recipe, tiny_mnist, tmp_path / "a", verbose=0, export_onnx=False)
+    second = train_run(recipe, tiny_mnist, tmp_path / "b", verbose=0, export_onnx=False)
     assert first["test_loss"] == second["test_loss"]
     history_a, history_b = read_history(tmp_path / "a"), read_history(tmp_path / "b")
     assert [row["loss"] for row in history_a] == [row["loss"] for row in history_b]
-    third = train(dataclasses.replace(recipe, seed=2), tiny_mnist, tmp_path / "c", verbose=0)
+    third = train_run(dataclasses.replace(recipe, seed=2), tiny_mnist, tmp_path / "c", verbose=0, export_onnx=False)
     assert third["test_loss"] != first["test_loss"]
 
 
 def test_failed_run_leaves_nothing(tmp_path, tiny_mnist, monkeypatch):
-    import mnist_keras.train
+    import mnist_keras.loop
 
     def explode(*args, **kwargs):
         raise RuntimeError("simulated crash before the first epoch ended")
 
-    monkeypatch.setattr(mnist_keras.train, "fit_model", explode)
+    monkeypatch.setattr(mnist_keras.loop, "epoch_order", explode)
     run_dir = tmp_path / "crashed"
     with pytest.raises(RuntimeError):
-        train(TINY_RECIPE, tiny_mnist, run_dir, verbose=0)
+        train_run(TINY_RECIPE, tiny_mnist, run_dir, verbose=0, export_onnx=False)
     assert not run_dir.exists()
     assert list(tmp_path.iterdir()) == []
 
 
 def test_retraining_replaces_previous_run(tmp_path, tiny_mnist):
     run_dir = tmp_path / "run"
-    train(TINY_RECIPE, tiny_mnist, run_dir, verbose=0)
+    train_run(TINY_RECIPE, tiny_mnist, run_dir, verbose=0, export_onnx=False)
     (run_dir / "stale.txt").write_text("from the previous run")
-    train(TINY_RECIPE, tiny_mnist, run_dir, verbose=0)
+    train_run(TINY_RECIPE, tiny_mnist, run_dir, verbose=0, export_onnx=False)
     assert not (run_dir / "stale.txt").exists()
     assert sorted(path.name for path in tmp_path.iterdir()) == ["run"]

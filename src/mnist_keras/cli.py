@@ -1,5 +1,8 @@
-"""The `mnist-keras` command line. Thin: parse flags, call the package, print.
+"""The `mnist-keras` command line: parse the flags, choose the Keras backend, run the command.
 
+This module never loads Keras: it resolves what a command needs to choose the
+backend (the recipe, or the run's config.json), calls
+`backends.select_backend`, and only then imports `mnist_keras.commands`.
 Exit codes: 0 success, 2 a user error (bad flag, bad file, bad data), 1 anything else.
 """
 
@@ -7,15 +10,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 from datetime import datetime
 from pathlib import Path
 
 from mnist_keras import __version__
-from mnist_keras.backends import DEFAULT_BACKEND, KNOWN_BACKENDS, select_backend
+from mnist_keras.backends import FAMILY_BACKENDS, KNOWN_BACKENDS, requested_backend, select_backend
 from mnist_keras.config import Config, field_types, load_config, parse_override
 from mnist_keras.errors import TrainingInterrupted, UserError
+from mnist_keras.recipes import RECIPES, get_recipe
+from mnist_keras.rundir import check_run_dir, checkpoint_dir, read_latest, read_run_config, staging_path
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED = 130  # the shell's code for a process stopped by Ctrl-C
@@ -44,7 +48,8 @@ def add_backend_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--backend",
         choices=KNOWN_BACKENDS,
-        help=f"Keras backend (default: $KERAS_BACKEND, else {DEFAULT_BACKEND})",
+        help="Keras backend (default: $KERAS_BACKEND, else the fastest for the model family: "
+        + ", ".join(f"{family} {backend}" for family, backend in FAMILY_BACKENDS.items()) + ")",
     )
 
 
@@ -66,8 +71,6 @@ def add_recipe_flags(parser: argparse.ArgumentParser) -> None:
 
 def recipe_from_args(args: argparse.Namespace) -> Config:
     """The named recipe (default "seed"), then the config file (if any), then each recipe flag given."""
-    from mnist_keras.recipes import get_recipe
-
     config = get_recipe(args.recipe)
     if args.config:
         config = load_config(args.config, base=config)
@@ -79,84 +82,7 @@ def recipe_from_args(args: argparse.Namespace) -> Config:
     return dataclasses.replace(config, **overrides)
 
 
-# ---------------------------------------------------------------- commands
-
-
-def run_data(args: argparse.Namespace) -> int:
-    from mnist_keras.data import class_counts, default_cache_dir, load_mnist
-
-    mnist = load_mnist(args.data)
-    print(f"source      {mnist.source}")
-    print(f"cache       {default_cache_dir()}")
-    print(f"train       images {mnist.x_train.shape} {mnist.x_train.dtype}, labels {mnist.y_train.shape}")
-    print(f"test        images {mnist.x_test.shape} {mnist.x_test.dtype}, labels {mnist.y_test.shape}")
-    print(f"train/class {class_counts(mnist.y_train).tolist()}")
-    print(f"test/class  {class_counts(mnist.y_test).tolist()}")
-    print("verified    MD5 of all four IDX files match the canonical MNIST")
-    return EXIT_OK
-
-
-def default_run_dir() -> Path:
-    return Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
-
-
-def run_train(args: argparse.Namespace) -> int:
-    if args.resume:
-        run_dir, config = resumable_run(args)
-    else:
-        config = recipe_from_args(args)
-        run_dir = Path(args.out) if args.out else default_run_dir()
-        if run_dir.exists() and not args.overwrite:
-            raise UserError(f"{run_dir} already exists; pass --overwrite to replace it or choose another --out")
-        select_backend(args.backend)
-    from mnist_keras.data import load_mnist
-    from mnist_keras.evaluate import format_summary
-    from mnist_keras.rundir import REPORT_FILE
-    from mnist_keras.train import train
-
-    mnist = load_mnist(args.data)
-    metrics = train(config, mnist, run_dir)
-    print(format_summary(metrics))
-    print(f"run written to {run_dir}")
-    print(f"report at {run_dir / REPORT_FILE}")
-    return EXIT_OK
-
-
-def resumable_run(args: argparse.Namespace) -> tuple[Path, Config]:
-    """The run directory and recipe of an interrupted run that `--resume RUN` names."""
-    run_dir = Path(args.resume)
-    given = [recipe_flag(name) for name in field_types() if getattr(args, f"recipe_{name}") is not None]
-    if given or args.config:
-        raise UserError(f"--resume continues the recipe saved with the run; drop {', '.join(given or ['--config'])}")
-    if args.out and Path(args.out) != run_dir:
-        raise UserError("--resume RUN trains into RUN; drop --out or give the same directory")
-    select_backend(args.backend)
-    from mnist_keras.checkpoint import read_latest
-    from mnist_keras.rundir import staging_path
-
-    checkpoint = read_latest(staging_path(run_dir))
-    if checkpoint is None:
-        state = "is already complete" if run_dir.is_dir() else "has no interrupted training to resume"
-        raise UserError(f"{run_dir} {state} (no checkpoint in {staging_path(run_dir)})")
-    return run_dir, Config.from_dict(checkpoint["recipe"])
-
-
-def run_evaluate(args: argparse.Namespace) -> int:
-    from mnist_keras.rundir import check_run_dir
-
-    check_run_dir(Path(args.run))
-    select_backend(args.backend)
-    from mnist_keras.data import load_mnist
-    from mnist_keras.evaluate import evaluate_run, format_summary
-    from mnist_keras.model import load_run_model
-
-    model = load_run_model(args.run)  # a bad run is reported before any data is fetched
-    metrics = evaluate_run(args.run, load_mnist(args.data), model)
-    if args.json:
-        print(json.dumps(metrics))
-    else:
-        print(format_summary(metrics))
-    return EXIT_OK
+# ---------------------------------------------------------------- flag types
 
 
 def positive_int(text: str) -> int:
@@ -179,62 +105,6 @@ def port_number(text: str) -> int:
     return value
 
 
-def run_predict(args: argparse.Namespace) -> int:
-    from mnist_keras.rundir import check_run_dir
-
-    check_run_dir(Path(args.run))
-    select_backend(args.backend)
-    from mnist_keras.images import read_image_files
-    from mnist_keras.inference import load_predictor
-
-    records = read_image_files(load_predictor(args.run), args.images, top_k=args.top_k)
-    for record in records:
-        print(json.dumps(record), flush=True)
-    failed = [record for record in records if "error" in record]
-    for record in failed:
-        print(f"mnist-keras predict: error: {record['error']}", file=sys.stderr)
-    return EXIT_USAGE if failed else EXIT_OK
-
-
-def run_serve(args: argparse.Namespace) -> int:
-    from mnist_keras.rundir import check_run_dir
-
-    check_run_dir(Path(args.run))
-    select_backend(args.backend)
-    from mnist_keras.serve import serve
-
-    serve(args.run, host=args.host, port=args.port)
-    return EXIT_OK
-
-
-def run_report(args: argparse.Namespace) -> int:
-    from mnist_keras.rundir import FIGURES_DIR, check_run_dir
-
-    check_run_dir(Path(args.run))
-    select_backend(args.backend)
-    from mnist_keras.data import load_mnist
-    from mnist_keras.report import build_report
-
-    report_path = build_report(args.run, load_mnist(args.data))
-    print(f"report written to {report_path} (figures in {report_path.parent / FIGURES_DIR})")
-    return EXIT_OK
-
-
-def run_export(args: argparse.Namespace) -> int:
-    from mnist_keras.rundir import check_run_dir
-
-    check_run_dir(Path(args.run))
-    # Both formats are written by Keras's TensorFlow exporters (model.keras loads under any
-    # backend); export_run uses a TensorFlow child process when Keras is already loaded otherwise.
-    if "keras" not in sys.modules:
-        select_backend("tensorflow")
-    from mnist_keras.export import export_run
-
-    written = export_run(args.run, args.format, args.out)
-    print(f"{args.format} export written to {written}")
-    return EXIT_OK
-
-
 # ---------------------------------------------------------------- parser
 
 
@@ -245,11 +115,10 @@ def build_parser() -> ArgumentParser:
 
     data = commands.add_parser("data", help="fetch and verify MNIST; print where it came from")
     add_data_flag(data)
-    data.set_defaults(handler=run_data)
 
     train = commands.add_parser("train", help="train a model and write a run directory")
     train.add_argument("--recipe", default="seed", metavar="NAME",
-                       help="named recipe to start from: seed (the notebook's, default) or fast")
+                       help=f"named recipe to start from: {', '.join(RECIPES)} (default seed, the notebook's)")
     train.add_argument("--config", metavar="FILE", help="recipe file (.toml or .json); overrides --recipe, "
                        "flags override it")
     train.add_argument("--out", metavar="DIR", help="run directory (default: runs/<timestamp>/)")
@@ -259,14 +128,12 @@ def build_parser() -> ArgumentParser:
     add_data_flag(train)
     add_backend_flag(train)
     add_recipe_flags(train)
-    train.set_defaults(handler=run_train)
 
     evaluate = commands.add_parser("evaluate", help="evaluate a run on the test set; rewrite metrics.json")
     evaluate.add_argument("run", metavar="RUN", help="run directory")
     evaluate.add_argument("--json", action="store_true", help="print metrics as JSON")
     add_data_flag(evaluate)
     add_backend_flag(evaluate)
-    evaluate.set_defaults(handler=run_evaluate)
 
     predict = commands.add_parser(
         "predict", help="read the digit in image files; one JSON line per image",
@@ -278,33 +145,95 @@ def build_parser() -> ArgumentParser:
     predict.add_argument("images", metavar="IMAGE", nargs="+", help="image files")
     predict.add_argument("--top-k", type=positive_int, metavar="K", help="also list the K most likely digits")
     add_backend_flag(predict)
-    predict.set_defaults(handler=run_predict)
 
     serve = commands.add_parser("serve", help="serve the drawing page and the prediction API")
     serve.add_argument("run", metavar="RUN", help="run directory")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     serve.add_argument("--port", type=port_number, default=8000, help="port to listen on (default: 8000)")
     add_backend_flag(serve)
-    serve.set_defaults(handler=run_serve)
 
     report = commands.add_parser("report", help="write a run's figures/*.png and self-contained report.html")
     report.add_argument("run", metavar="RUN", help="run directory")
     add_data_flag(report)
     add_backend_flag(report)
-    report.set_defaults(handler=run_report)
 
     export = commands.add_parser("export", help="export a run's model as ONNX or a TensorFlow SavedModel")
     export.add_argument("run", metavar="RUN", help="run directory")
     export.add_argument("--format", required=True, choices=("onnx", "saved_model"), help="what to write")
     export.add_argument("--out", metavar="PATH", help="where to write (default: RUN/model.onnx or RUN/saved_model)")
-    export.set_defaults(handler=run_export)
     return parser
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainPlan:
+    """What `train` will do, resolved before Keras loads: the recipe, where, and on which backend."""
+
+    config: Config
+    run_dir: Path
+    backend: str | None
+    recipe_name: str | None
+
+
+def default_run_dir() -> Path:
+    return Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def plan_training(args: argparse.Namespace) -> TrainPlan:
+    if args.resume:
+        return resumable_run(args)
+    config = recipe_from_args(args)
+    run_dir = Path(args.out) if args.out else default_run_dir()
+    if run_dir.exists() and not args.overwrite:
+        raise UserError(f"{run_dir} already exists; pass --overwrite to replace it or choose another --out")
+    return TrainPlan(config, run_dir, args.backend, args.recipe)
+
+
+def resumable_run(args: argparse.Namespace) -> TrainPlan:
+    """The run directory, recipe and backend of an interrupted run that `--resume RUN` names.
+
+    The backend is the one the run was trained on, unless --backend or $KERAS_BACKEND says otherwise.
+    """
+    run_dir = Path(args.resume)
+    given = [recipe_flag(name) for name in field_types() if getattr(args, f"recipe_{name}") is not None]
+    if given or args.config:
+        raise UserError(f"--resume continues the recipe saved with the run; drop {', '.join(given or ['--config'])}")
+    if args.out and Path(args.out) != run_dir:
+        raise UserError("--resume RUN trains into RUN; drop --out or give the same directory")
+    record = read_latest(checkpoint_dir(staging_path(run_dir)))
+    if record is None:
+        state = "is already complete" if run_dir.is_dir() else "has no interrupted training to resume"
+        raise UserError(f"{run_dir} {state} (no checkpoint in {staging_path(run_dir)})")
+    backend = args.backend or requested_backend() or record["backend"]
+    return TrainPlan(Config.from_dict(record["recipe"]), run_dir, backend, None)
+
+
+def choose_backend(args: argparse.Namespace) -> str:
+    """Select the Keras backend for this command, before anything imports Keras.
+
+    train: --backend, $KERAS_BACKEND, else the fastest for the recipe's model family
+    (for --resume, the backend the run was trained on). Commands that read a run: the
+    same, with the run's model family. export: TensorFlow, whose exporters write
+    both formats.
+    """
+    if args.command == "train":
+        args.plan = plan_training(args)
+        return select_backend(args.plan.backend, args.plan.config.model)
+    if args.command == "export":
+        check_run_dir(Path(args.run))
+        return select_backend("tensorflow")
+    if hasattr(args, "run"):
+        check_run_dir(Path(args.run))  # a bad run is one clear line, before Keras or the data load
+        return select_backend(getattr(args, "backend", None), read_run_config(Path(args.run)).model)
+    return select_backend(getattr(args, "backend", None))
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.handler(args)
+        choose_backend(args)
+        from mnist_keras import commands  # loads Keras, with the backend now fixed
+
+        return commands.run(args)
     except UserError as error:
         print(f"mnist-keras {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE

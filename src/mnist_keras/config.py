@@ -16,6 +16,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
+from mnist_keras.constants import NUM_CLASSES
 from mnist_keras.errors import ConfigError
 
 
@@ -37,12 +38,58 @@ class Config:
     reduce_lr_patience: int = 3
     min_learning_rate: float = 1e-6
     # "constant": the seed's Adam rate, halved on plateaus. "one_cycle": a linear warm-up
-    # to `learning_rate` over `warmup_epochs`, then a cosine decay to zero by the last epoch.
+    # to `learning_rate` over `warmup_epochs` (a fraction of an epoch is allowed), then a
+    # cosine decay to zero by the last step.
     schedule: str = "constant"
-    warmup_epochs: int = 0
+    warmup_epochs: float = 0.0
+    # Whether val_loss decides when to stop (and which epoch's weights to keep). Scheduled
+    # recipes that train a fixed budget, or skip validation, turn it off.
+    early_stopping: bool = True
+
+    # The model family: "mlp" (the seed's network) or "cnn" (a convnet). A convnet is its
+    # convolution blocks followed by the same dense head as the MLP (hidden_units,
+    # dropout_rates, batch_norm), so the head's fields serve both families.
+    model: str = "mlp"
+    # One entry per convolution block: filters, kernel side, whether a 2x2 max-pool follows,
+    # and whether BatchNorm follows the convolution.
+    conv_filters: tuple[int, ...] = (32, 64)
+    conv_kernels: tuple[int, ...] = (3, 3)
+    conv_pooling: tuple[bool, ...] = (True, True)
+    conv_batch_norm: tuple[bool, ...] = (False, False)
+    # Dropout after the convolution blocks, before the dense head.
+    conv_dropout: float = 0.0
+
+    # Adam's moment decay rates (Keras's defaults); fast one-epoch recipes use lower ones.
+    beta_1: float = 0.9
+    beta_2: float = 0.999
+    # Targets of (1 - s) for the true class and s / classes elsewhere; 0 is plain one-hot.
+    label_smoothing: float = 0.0
+    # Exponential moving average of the weights (Adam's use_ema) with this momentum; 0 is off.
+    weight_averaging: float = 0.0
+
+    # Augmentation, applied inside the compiled training step only (never at inference):
+    # random shifts up to this fraction of the image side, rotations up to this many
+    # degrees, zoom in or out by up to this fraction. All zero in the seed recipe.
+    shift: float = 0.0
+    rotation: float = 0.0
+    zoom: float = 0.0
+
+    # An 11th output, "not a digit", trained on synthetic non-digit images
+    # (mnist_keras.nondigit) that make up this fraction of the training set.
+    not_digit_class: bool = False
+    not_digit_fraction: float = 0.1
 
     def __post_init__(self) -> None:
         validate(self)
+
+    @property
+    def num_outputs(self) -> int:
+        """The model's outputs: the ten digits, plus "not a digit" when the recipe trains that class."""
+        return NUM_CLASSES + 1 if self.not_digit_class else NUM_CLASSES
+
+    @property
+    def augmented(self) -> bool:
+        return any((self.shift, self.rotation, self.zoom))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -94,6 +141,10 @@ def coerce(name: str, value: Any, annotation: Any) -> Any:
 
 
 SCHEDULES = ("constant", "one_cycle")
+MODEL_FAMILIES = ("mlp", "cnn")
+# Largest augmentation settings that still leave a digit readable (a shift of half the
+# image moves it out of the frame; a half-turn turns 6 into 9).
+MAX_SHIFT, MAX_ROTATION_DEGREES, MAX_ZOOM = 0.5, 90.0, 0.5
 
 
 def validate(config: Config) -> None:
@@ -106,8 +157,13 @@ def validate(config: Config) -> None:
         raise ConfigError(f"setting 'seed' must be non-negative, got {config.seed}")
     if not config.learning_rate > 0:
         raise ConfigError(f"setting 'learning_rate' must be positive, got {config.learning_rate}")
-    if not 0 < config.validation_split < 1:
-        raise ConfigError(f"setting 'validation_split' must be between 0 and 1, got {config.validation_split}")
+    if not 0 <= config.validation_split < 1:
+        raise ConfigError(f"setting 'validation_split' must be at least 0 and below 1, got {config.validation_split}")
+    if config.validation_split == 0 and (config.early_stopping or config.schedule == "constant"):
+        raise ConfigError(
+            "setting 'validation_split' 0 (no validation) needs early_stopping = false and a schedule other "
+            "than 'constant' (both decide from val_loss)"
+        )
     if not config.hidden_units or any(units < 1 for units in config.hidden_units):
         raise ConfigError(f"setting 'hidden_units' must be positive widths, got {list(config.hidden_units)}")
     for name in ("dropout_rates", "batch_norm"):
@@ -129,10 +185,47 @@ def validate(config: Config) -> None:
         )
     if config.schedule not in SCHEDULES:
         raise ConfigError(f"setting 'schedule' must be one of {', '.join(SCHEDULES)}, got {config.schedule!r}")
+    validate_convnet(config)
+    validate_training_extras(config)
     if not 0 <= config.warmup_epochs < config.epochs:
         raise ConfigError(
             f"setting 'warmup_epochs' must be at least 0 and below epochs ({config.epochs}), got {config.warmup_epochs}"
         )
+
+
+def validate_convnet(config: Config) -> None:
+    if config.model not in MODEL_FAMILIES:
+        raise ConfigError(f"setting 'model' must be one of {', '.join(MODEL_FAMILIES)}, got {config.model!r}")
+    blocks = len(config.conv_filters)
+    if any(value < 1 for value in config.conv_filters + config.conv_kernels):
+        raise ConfigError(
+            f"settings 'conv_filters' and 'conv_kernels' must be positive, got {list(config.conv_filters)} and "
+            f"{list(config.conv_kernels)}"
+        )
+    for name in ("conv_kernels", "conv_pooling", "conv_batch_norm"):
+        if len(getattr(config, name)) != blocks:
+            raise ConfigError(
+                f"setting {name!r} needs one value per convolution block ({blocks}), got {list(getattr(config, name))}"
+            )
+    if config.model == "cnn" and blocks == 0:
+        raise ConfigError("a 'cnn' recipe needs at least one convolution block (conv_filters)")
+    if not 0 <= config.conv_dropout < 1:
+        raise ConfigError(f"setting 'conv_dropout' must be in [0, 1), got {config.conv_dropout}")
+
+
+def validate_training_extras(config: Config) -> None:
+    for name in ("beta_1", "beta_2"):
+        if not 0 <= getattr(config, name) < 1:
+            raise ConfigError(f"setting {name!r} must be in [0, 1), got {getattr(config, name)}")
+    if not 0 <= config.label_smoothing < 1:
+        raise ConfigError(f"setting 'label_smoothing' must be in [0, 1), got {config.label_smoothing}")
+    if not 0 <= config.weight_averaging < 1:
+        raise ConfigError(f"setting 'weight_averaging' must be in [0, 1) (0 is off), got {config.weight_averaging}")
+    for name, limit in (("shift", MAX_SHIFT), ("rotation", MAX_ROTATION_DEGREES), ("zoom", MAX_ZOOM)):
+        if not 0 <= getattr(config, name) <= limit:
+            raise ConfigError(f"setting {name!r} must be between 0 and {limit}, got {getattr(config, name)}")
+    if not 0 < config.not_digit_fraction < 1:
+        raise ConfigError(f"setting 'not_digit_fraction' must be between 0 and 1, got {config.not_digit_fraction}")
 
 
 def load_config(path: str | Path, base: Config | None = None) -> Config:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import functools
 import hashlib
 import io
 import os
@@ -66,9 +67,11 @@ class Mnist:
     y_test: np.ndarray
     source: str
 
-    @property
+    @functools.cached_property
     def checksums(self) -> dict[str, str]:
-        return dict(CANONICAL_MD5)
+        """The MD5 of each array as an original IDX file: what was loaded, not what was expected."""
+        arrays = (self.x_train, self.y_train, self.x_test, self.y_test)
+        return {name: idx_md5(array) for name, array in zip(IDX_NAMES, arrays)}
 
 
 # ---------------------------------------------------------------- IDX format
@@ -376,9 +379,9 @@ def preprocess_images(images: np.ndarray) -> np.ndarray:
     return (np.asarray(images, dtype=np.float32) / PIXEL_MAX).reshape(-1, NUM_PIXELS)
 
 
-def one_hot(labels: np.ndarray) -> np.ndarray:
-    """Integer labels → float32 one-hot rows of length NUM_CLASSES."""
-    return np.eye(NUM_CLASSES, dtype=np.float32)[np.asarray(labels, dtype=np.int64)]
+def one_hot(labels: np.ndarray, classes: int = NUM_CLASSES) -> np.ndarray:
+    """Integer labels → float32 one-hot rows of length `classes` (the ten digits by default)."""
+    return np.eye(classes, dtype=np.float32)[np.asarray(labels, dtype=np.int64)]
 
 
 def class_counts(labels: np.ndarray) -> np.ndarray:

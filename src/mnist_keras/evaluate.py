@@ -20,8 +20,22 @@ DIGITS = list(range(NUM_CLASSES))
 
 
 def predict_probabilities(model: keras.Model, images: np.ndarray, batch_size: int = 1024) -> np.ndarray:
-    """Softmax probabilities (N×10) for uint8 images (N×28×28 or N×784)."""
-    return np.asarray(model.predict(preprocess_images(images), batch_size=batch_size, verbose=0))
+    """The ten digits' probabilities (N×10) for uint8 images (N×28×28 or N×784)."""
+    outputs = np.asarray(model.predict(preprocess_images(images), batch_size=batch_size, verbose=0))
+    return digit_probabilities(outputs)
+
+
+def digit_probabilities(outputs: np.ndarray) -> np.ndarray:
+    """A model's outputs (N×10, or N×11 with "not a digit" last) as the ten digits' probabilities.
+
+    With the extra class, the digits' share is renormalised to sum to one: the
+    answer to "which digit, if it is one".
+    """
+    outputs = np.asarray(outputs, dtype=np.float32)
+    if outputs.shape[-1] == NUM_CLASSES:
+        return outputs
+    digits = outputs[..., :NUM_CLASSES]
+    return digits / np.maximum(digits.sum(axis=-1, keepdims=True), np.finfo(np.float32).tiny)
 
 
 def cross_entropy(labels: np.ndarray, probabilities: np.ndarray) -> float:
@@ -74,9 +88,11 @@ def model_metrics(model: keras.Model, labels: np.ndarray, probabilities: np.ndar
 def training_summary(history_rows: list[dict[str, float]], train_seconds: float) -> dict[str, Any]:
     """The training fields of metrics.json, from the per-epoch history."""
     val_accuracies = [row["val_accuracy"] for row in history_rows if "val_accuracy" in row]
+    val_losses = [(row["val_loss"], row["epoch"]) for row in history_rows if "val_loss" in row]
     return {
         "epochs_trained": len(history_rows),
         "best_val_accuracy": max(val_accuracies) if val_accuracies else None,
+        "best_val_loss": min(val_losses)[0] if val_losses else None,
         "train_seconds": float(train_seconds),
     }
 
@@ -107,7 +123,8 @@ def evaluate_run(run_dir: str | Path, mnist: Mnist, model: keras.Model | None = 
         raise RunDirectoryError(f"{run_dir / METRICS_FILE} is not a metrics record")
     history = read_history(run_dir)
     model = model if model is not None else load_run_model(run_dir)
-    metrics = evaluate_model(model, mnist.x_test, mnist.y_test)
+    # Fields this command does not compute (e.g. handwriting accuracy) are kept.
+    metrics = {**previous, **evaluate_model(model, mnist.x_test, mnist.y_test)}
     metrics.update(training_summary(history, previous.get("train_seconds", 0.0)))
     write_json_atomic(run_dir / METRICS_FILE, metrics)
     return metrics

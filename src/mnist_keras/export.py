@@ -21,9 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
+from mnist_keras.backends import select_backend
 from mnist_keras.constants import NUM_PIXELS
 from mnist_keras.errors import UserError
-from mnist_keras.rundir import check_run_dir
+from mnist_keras.rundir import check_run_dir, replace_path
 
 FORMATS = ("onnx", "saved_model")
 DEFAULT_NAMES = {"onnx": "model.onnx", "saved_model": "saved_model"}
@@ -84,21 +85,9 @@ def export_in_this_process(run_dir: Path, export_format: str, out: Path) -> None
         difference = float(np.max(np.abs(exported - expected)))
         if not difference <= TOLERANCE:
             raise ExportError(f"the {export_format} export differs from the Keras model by {difference:.2e}")
-        replace(temporary, out)
+        replace_path(temporary, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-
-
-def replace(source: Path, destination: Path) -> None:
-    """Move `source` (a file or a directory) to `destination`, replacing what was there."""
-    if destination.is_dir() and not destination.is_symlink():
-        previous = destination.with_name(f".{destination.name}.replaced")
-        shutil.rmtree(previous, ignore_errors=True)
-        os.replace(destination, previous)
-        os.replace(source, destination)
-        shutil.rmtree(previous, ignore_errors=True)
-    else:
-        os.replace(source, destination)
 
 
 def export_run(run_dir: str | Path, export_format: str, out: str | Path | None = None) -> Path:

@@ -1,4 +1,4 @@
-"""The seed's network: 784 → 512 → 256 → 128 → 10, with BatchNorm and Dropout."""
+"""The networks: the seed's MLP (784 → 512 → 256 → 128 → 10) and a convnet, built from the recipe."""
 
 from __future__ import annotations
 
@@ -8,17 +8,85 @@ import keras
 from keras import layers
 
 from mnist_keras.config import Config
-from mnist_keras.constants import NUM_CLASSES, NUM_PIXELS
+from mnist_keras.constants import IMAGE_SIDE, NUM_PIXELS
 from mnist_keras.errors import RunDirectoryError
 from mnist_keras.rundir import MODEL_FILE, read_run_config
 
-MODEL_NAME = "mnist_mlp"
+MODEL_NAMES = {"mlp": "mnist_mlp", "cnn": "mnist_cnn"}
+# Pixels outside the image after a shift, rotation or zoom are background (MNIST's black).
+AUGMENTATION_FILL = {"fill_mode": "constant", "fill_value": 0.0}
+DEGREES_PER_TURN = 360.0
+POOL_SIZE = 2
 
 
 def build_model(config: Config = Config()) -> keras.Model:
-    """Build (uncompiled) the seed MLP. With the default Config: 570,506 parameters, 568,970 trainable."""
-    model = keras.Sequential(name=MODEL_NAME)
+    """Build (uncompiled) the recipe's network: the seed MLP or a convnet.
+
+    Every model takes float32 N×784 pixels in [0, 1] and returns N×`config.num_outputs`
+    softmax probabilities. With the default Config (the seed's MLP): 570,506
+    parameters, 568,970 trainable. Augmentation is not part of the model (see
+    `build_augmenter`): what is saved and exported computes only the prediction.
+    """
+    model = keras.Sequential(name=MODEL_NAMES[config.model])
     model.add(keras.Input(shape=(NUM_PIXELS,), name="pixels"))
+    if config.model == "cnn":
+        model.add(layers.Reshape((IMAGE_SIDE, IMAGE_SIDE, 1), name="image"))
+        add_convolution_blocks(model, config)
+        model.add(layers.Flatten(name="flatten"))
+    add_dense_head(model, config)
+    model.add(layers.Dense(config.num_outputs, activation="softmax", name="probabilities"))
+    return model
+
+
+def build_augmenter(config: Config) -> keras.Sequential | None:
+    """The recipe's augmentation as Keras's random image layers, N×784 in and out; None if it has none.
+
+    The training loop applies it to each batch inside its compiled step. It is
+    kept out of the model because Keras's random layers augment whenever they
+    are called without `training=False`, which is how exporters trace a model.
+    """
+    if not config.augmented:
+        return None
+    augmenter = keras.Sequential(name="augmentation")
+    augmenter.add(keras.Input(shape=(NUM_PIXELS,), name="pixels"))
+    augmenter.add(layers.Reshape((IMAGE_SIDE, IMAGE_SIDE, 1), name="image"))
+    for layer in augmentation_layers(config):
+        augmenter.add(layer)
+    augmenter.add(layers.Reshape((NUM_PIXELS,), name="flat"))
+    return augmenter
+
+
+def augmentation_layers(config: Config) -> list[layers.Layer]:
+    """Keras's random image layers for the recipe's shift, rotation and zoom, in that order."""
+    augmentation = []
+    if config.shift:
+        augmentation.append(layers.RandomTranslation(config.shift, config.shift, name="random_shift",
+                                                     **AUGMENTATION_FILL))
+    if config.rotation:
+        augmentation.append(layers.RandomRotation(config.rotation / DEGREES_PER_TURN, name="random_rotation",
+                                                  **AUGMENTATION_FILL))
+    if config.zoom:
+        augmentation.append(layers.RandomZoom(config.zoom, name="random_zoom", **AUGMENTATION_FILL))
+    return augmentation
+
+
+def add_convolution_blocks(model: keras.Sequential, config: Config) -> None:
+    blocks = zip(config.conv_filters, config.conv_kernels, config.conv_pooling, config.conv_batch_norm)
+    for index, (filters, kernel, pooling, batch_norm) in enumerate(blocks, start=1):
+        # A convolution followed by BatchNorm needs no bias: BatchNorm's offset replaces it.
+        model.add(layers.Conv2D(filters, kernel, use_bias=not batch_norm,
+                                activation=None if batch_norm else "relu", name=f"conv_{index}"))
+        if batch_norm:
+            model.add(layers.BatchNormalization(name=f"conv_batch_norm_{index}"))
+            model.add(layers.Activation("relu", name=f"conv_relu_{index}"))
+        if pooling:
+            model.add(layers.MaxPooling2D(POOL_SIZE, name=f"pool_{index}"))
+    if config.conv_dropout > 0:
+        model.add(layers.Dropout(config.conv_dropout, name="conv_dropout"))
+
+
+def add_dense_head(model: keras.Sequential, config: Config) -> None:
+    """The seed's hidden layers: Dense(relu), then BatchNorm and Dropout where the recipe says."""
     for index, (units, dropout_rate, batch_norm) in enumerate(
         zip(config.hidden_units, config.dropout_rates, config.batch_norm), start=1
     ):
@@ -27,18 +95,23 @@ def build_model(config: Config = Config()) -> keras.Model:
             model.add(layers.BatchNormalization(name=f"batch_norm_{index}"))
         if dropout_rate > 0:
             model.add(layers.Dropout(dropout_rate, name=f"dropout_{index}"))
-    model.add(layers.Dense(NUM_CLASSES, activation="softmax", name="probabilities"))
-    return model
 
 
 def compile_model(model: keras.Model, config: Config, steps_per_epoch: int | None = None) -> keras.Model:
-    """Compile with the seed's optimiser and loss (Adam, categorical cross-entropy, accuracy).
+    """Compile with the recipe's optimiser and loss (the seed's: Adam, categorical cross-entropy, accuracy).
 
     A recipe with a learning-rate schedule needs `steps_per_epoch` to place it in time.
     """
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=learning_rate(config, steps_per_epoch)),
-        loss="categorical_crossentropy",
+        optimizer=keras.optimizers.Adam(
+            learning_rate=learning_rate(config, steps_per_epoch),
+            beta_1=config.beta_1,
+            beta_2=config.beta_2,
+            use_ema=config.weight_averaging > 0,  # average the weights over steps...
+            ema_momentum=config.weight_averaging or 0.99,  # ...with this momentum (unused when off)
+        ),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
+        if config.label_smoothing else "categorical_crossentropy",
         metrics=["accuracy"],
     )
     return model
@@ -50,7 +123,7 @@ def learning_rate(config: Config, steps_per_epoch: int | None) -> float | keras.
         return config.learning_rate
     if steps_per_epoch is None:
         raise ValueError(f"the {config.schedule!r} schedule needs steps_per_epoch")
-    warmup_steps = config.warmup_epochs * steps_per_epoch
+    warmup_steps = int(round(config.warmup_epochs * steps_per_epoch))
     return keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=0.0,  # the warm-up starts from zero...
         warmup_target=config.learning_rate,  # ...climbs linearly to the recipe's rate...
@@ -66,7 +139,7 @@ def count_parameters(model: keras.Model) -> tuple[int, int]:
 
 
 def load_run_model(run_dir: str | Path) -> keras.Model:
-    """Load a run's model.keras in Keras's safe mode; refuse files that are not the run's MLP.
+    """Load a run's model.keras in Keras's safe mode; refuse files that are not the run's network.
 
     The architecture must match the recipe in the run's config.json: same layer
     types in the same order and the same weight shapes.

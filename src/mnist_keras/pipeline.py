@@ -1,20 +1,38 @@
-"""One training run end to end: train, evaluate, export, report, publish (atomically).
+"""One training run end to end: train → evaluate → export → report → publish, atomically.
 
-Interim: delegates to mnist_keras.train.train while the loop is rewritten; the
-signature is the one to build on.
+A run is assembled in a hidden staging directory beside its final name
+(`rundir.staging_path`), checkpointed there after every epoch, and moved into
+place only once every file is written. If anything after training fails (the
+report, the export), the finished training is kept as a checkpoint in staging:
+running the same command again finishes the run without training again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib.util
+import shutil
 from pathlib import Path
 from typing import Any
 
+from mnist_keras import checkpoint, environment, evaluate, report
 from mnist_keras.config import Config
 from mnist_keras.data import Mnist
-from mnist_keras.state import TrainingState
+from mnist_keras.errors import RunDirectoryError, TrainingDiverged, TrainingInterrupted, UserError
+from mnist_keras.rundir import (
+    CONFIG_FILE,
+    HISTORY_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+    history_csv,
+    publish,
+    staging_path,
+    write_json_atomic,
+    write_text_atomic,
+)
+from mnist_keras.train import EpochHook, Trained, train
 
-EpochHook = Callable[[TrainingState, Path], None]
+# What the ONNX export needs; without them a run is served by Keras.
+EXPORTER_MODULES = ("tensorflow", "tf2onnx", "onnx", "onnxruntime")
 
 
 def train_run(
@@ -25,15 +43,101 @@ def train_run(
     verbose: int | None = None,
     resume: bool = True,
     on_epoch: EpochHook | None = None,
+    export_onnx: bool = True,
+    recipe_name: str | None = None,
 ) -> dict[str, Any]:
     """Train `config` on `mnist` into the run directory `run_dir`; return metrics.json's contents.
 
-    `on_epoch(state, checkpoint_dir)` is called after each epoch's checkpoint is
-    committed in `checkpoint_dir` (a directory with latest.json and the files it
-    names). Copying such a directory's contents to
-    `checkpoint.checkpoint_dir(rundir.staging_path(run_dir))` before calling
-    `train_run` resumes the run from that epoch.
+    An interrupted run of the same recipe at `run_dir` resumes from its last
+    checkpoint unless `resume` is False. `on_epoch(state, checkpoint_dir)` is
+    called after each epoch's checkpoint is committed in `checkpoint_dir` (its
+    latest.json and the files it names); copying such a directory's files to
+    `checkpoint.checkpoint_dir(staging_path(run_dir))` before calling `train_run`
+    resumes from that epoch. `model.onnx` is exported when the exporter is
+    installed and `export_onnx` is true. Any run already at `run_dir` is replaced.
     """
-    from mnist_keras.train import train
+    run_dir = Path(run_dir)
+    staging = staging_path(run_dir)
+    checkpoints = checkpoint.checkpoint_dir(staging)
+    record = checkpoint.read_latest(checkpoints) if resume else None
+    if record is None or record["recipe"] != config.to_dict():
+        shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True, exist_ok=True)
+    try:
+        trained = train(config, mnist, checkpoints, on_epoch, verbose)
+    except BaseException as error:
+        raise training_failure(error, run_dir) from None
+    try:
+        metrics = write_run(trained, config, mnist, staging, export_onnx, recipe_name)
+    except (Exception, KeyboardInterrupt) as error:
+        reason = "interrupted" if isinstance(error, KeyboardInterrupt) else f"failed: {one_line(error)}"
+        raise RunDirectoryError(
+            f"training finished, but writing the run {reason}; the trained model is kept in {staging}: "
+            f"run the same command again to finish the run without training again"
+        ) from error
+    publish(staging, run_dir)
+    shutil.rmtree(checkpoint.checkpoint_dir(run_dir), ignore_errors=True)
+    return metrics
 
-    return train(config, mnist, run_dir, verbose=verbose, resume=resume, on_epoch=on_epoch)
+
+def training_failure(error: BaseException, run_dir: Path) -> BaseException:
+    """The error to report for a training that did not finish; staging is dropped if it kept nothing."""
+    staging = staging_path(run_dir)
+    kept = checkpoint.read_latest(checkpoint.checkpoint_dir(staging))
+    if kept is None:
+        shutil.rmtree(staging, ignore_errors=True)
+    if isinstance(error, KeyboardInterrupt):
+        where = f"after epoch {kept['epoch']}" if kept else "before the first epoch ended"
+        resume_hint = f"; resume with: mnist-keras train --resume {run_dir}" if kept else ""
+        return TrainingInterrupted(f"training interrupted {where}{resume_hint}")
+    if isinstance(error, TrainingDiverged):
+        kept_note = (f"; the last good checkpoint (epoch {kept['epoch']}) is kept in {staging}" if kept
+                     else "; no epoch finished before it diverged, so nothing was kept")
+        return TrainingDiverged(f"{error}{kept_note}")
+    return error
+
+
+def one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def exporter_installed() -> bool:
+    return all(importlib.util.find_spec(name) is not None for name in EXPORTER_MODULES)
+
+
+def run_config_record(config: Config, mnist: Mnist, recipe_name: str | None) -> dict[str, Any]:
+    """config.json: the recipe (and the named recipe it started from), the backend, versions, the data's MD5s."""
+    record = {
+        "recipe": config.to_dict(),
+        "backend": environment.backend_name(),
+        "versions": environment.library_versions(),
+        "data": {"source": mnist.source, "md5": mnist.checksums},
+    }
+    if recipe_name is not None:
+        record["recipe_name"] = recipe_name
+    return record
+
+
+def write_run(
+    trained: Trained, config: Config, mnist: Mnist, directory: Path, export_onnx: bool, recipe_name: str | None
+) -> dict[str, Any]:
+    """Every run file, inside `directory` (staging): config, history, model, metrics, model.onnx, report."""
+    model, state = trained.model, trained.state
+    write_json_atomic(directory / CONFIG_FILE, run_config_record(config, mnist, recipe_name))
+    write_text_atomic(directory / HISTORY_FILE, history_csv(state.history))
+    model.save(directory / MODEL_FILE)
+    # Keep the test-set probabilities: the report draws its figures from them.
+    probabilities = evaluate.predict_probabilities(model, mnist.x_test)
+    metrics = evaluate.model_metrics(model, mnist.y_test, probabilities)
+    metrics.update(evaluate.training_summary(state.history, state.train_seconds))
+    write_json_atomic(directory / METRICS_FILE, metrics)
+    if export_onnx and exporter_installed():
+        from mnist_keras.export import export_run
+
+        try:
+            export_run(directory, "onnx")
+        except UserError as error:
+            raise RunDirectoryError(f"the ONNX export failed ({error})") from None
+    # Written inside the staging directory, so no run is ever published without its report.
+    report.build_report(directory, mnist, probabilities)
+    return metrics

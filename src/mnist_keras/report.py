@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import html
+import re
 import io
 import string
 from collections.abc import Callable, Mapping, Sequence
@@ -51,8 +52,27 @@ class FigureSpec:
 
     name: str
     title: str
-    caption: str
+    # A fixed text, or one written from the recipe (what the run's schedule and rules did).
+    caption: str | Callable[[Mapping[str, Any]], str]
     draw: Callable[[ReportData], Figure]
+
+    def caption_for(self, recipe: Mapping[str, Any]) -> str:
+        return self.caption(recipe) if callable(self.caption) else self.caption
+
+
+def training_curves_caption(recipe: Mapping[str, Any]) -> str:
+    if not recipe.get("early_stopping", True):
+        return "Accuracy and loss per epoch; the recipe trains every epoch and keeps the last weights."
+    return ("Accuracy and loss per epoch; the dashed line marks the epoch with the lowest validation loss, whose "
+            "weights were restored at the end, the dotted line the epoch early stopping ended training.")
+
+
+def learning_rate_caption(recipe: Mapping[str, Any]) -> str:
+    if recipe.get("schedule", "constant") == "one_cycle":
+        return ("The learning rate at the start of each epoch: the one-cycle schedule's linear warm-up, then its "
+                "cosine decay to zero.")
+    return ("The learning rate of each epoch: the recipe's rate, multiplied by reduce_lr_factor after "
+            "reduce_lr_patience epochs without a better validation loss.")
 
 
 class ReportData:
@@ -107,13 +127,11 @@ FIGURES = (
         ),
     ),
     FigureSpec(
-        "training_curves", "Training curves",
-        "Accuracy and loss per epoch; the dashed line marks the epoch with the lowest validation loss, whose "
-        "weights EarlyStopping restored, the dotted line the epoch training stopped.",
+        "training_curves", "Training curves", training_curves_caption,
         lambda data: plots.plot_training_curves(data.history, data.best_epoch, data.stopped_epoch),
     ),
     FigureSpec(
-        "learning_rate", "Learning rate", "The learning rate of each epoch, as ReduceLROnPlateau lowered it.",
+        "learning_rate", "Learning rate", learning_rate_caption,
         lambda data: plots.plot_learning_rate(data.history, data.best_epoch, data.stopped_epoch),
     ),
     FigureSpec(
@@ -294,12 +312,12 @@ $versions
 """)
 
 
-def figure_html(spec: FigureSpec, png: bytes) -> str:
+def figure_html(spec: FigureSpec, png: bytes, recipe: Mapping[str, Any]) -> str:
     encoded = base64.b64encode(png).decode("ascii")
     return (
         f'<figure id="{spec.name}">\n<h3>{html.escape(spec.title)}</h3>\n'
         f'<img src="data:image/png;base64,{encoded}" alt="{html.escape(spec.title)}">\n'
-        f"<figcaption>{html.escape(spec.caption)}</figcaption>\n</figure>"
+        f"<figcaption>{html.escape(spec.caption_for(recipe))}</figcaption>\n</figure>"
     )
 
 
@@ -318,11 +336,13 @@ def render_html(
     return PAGE.substitute(
         title="MNIST run report",
         backend=html.escape(str(record.get("backend", "unknown"))),
-        source=html.escape(str(data.get("source", "unknown"))),
+        source=html.escape(public_source(str(data.get("source", "unknown")))),
         navigation=" ".join(f'<a href="#{anchor}">{html.escape(label)}</a>' for anchor, label in sections),
         summary=key_value_table(summary_rows(metrics, ece, best_epoch), css_class="summary"),
         classification=classification,
-        figures="\n".join(figure_html(spec, pngs[spec.name]) for spec in FIGURES if spec.name in pngs),
+        figures="\n".join(
+            figure_html(spec, pngs[spec.name], record.get("recipe", {})) for spec in FIGURES if spec.name in pngs
+        ),
         recipe=key_value_table([(name, format_setting(value)) for name, value in record.get("recipe", {}).items()]),
         data=key_value_table(sorted(data.get("md5", {}).items())),
         versions=key_value_table(sorted(record.get("versions", {}).items())),
@@ -330,6 +350,15 @@ def render_html(
 
 
 # ---------------------------------------------------------------- the report
+
+
+# An absolute local path inside a data source's description (the cache, a user's directory).
+LOCAL_PATH = re.compile(r"(?:[A-Za-z]:)?[/\\][^\s()]+")
+
+
+def public_source(source: str) -> str:
+    """The data source without local paths (only their last part): a report may be shared."""
+    return LOCAL_PATH.sub(lambda match: Path(match.group(0)).name, source)
 
 
 def build_report(run_dir: str | Path, mnist: Mnist, probabilities: np.ndarray | None = None) -> Path:

@@ -7,6 +7,8 @@ never leaves a half-written run under the final name.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import shutil
@@ -16,6 +18,7 @@ from typing import Any
 
 from mnist_keras.config import Config
 from mnist_keras.errors import ConfigError, RunDirectoryError
+from mnist_keras.state import HISTORY_COLUMNS
 
 MODEL_FILE = "model.keras"
 CONFIG_FILE = "config.json"
@@ -23,12 +26,34 @@ HISTORY_FILE = "history.csv"
 METRICS_FILE = "metrics.json"
 FIGURES_DIR = "figures"
 REPORT_FILE = "report.html"
+ONNX_FILE = "model.onnx"
 REQUIRED_FILES = (MODEL_FILE, CONFIG_FILE, HISTORY_FILE, METRICS_FILE)
+# Checkpoints live in the staging directory while a run trains (mnist_keras.checkpoint).
+CHECKPOINT_DIR = "checkpoint"
+LATEST_FILE = "latest.json"
+CHECKPOINT_KEYS = {"epoch", "finished", "recipe", "backend", "variables", "best_weights", "state"}
 
 
 def staging_path(run_dir: Path) -> Path:
     """Where a run is built before it is published under `run_dir`."""
     return run_dir.parent / f".{run_dir.name}.partial"
+
+
+def checkpoint_dir(staging: Path) -> Path:
+    return Path(staging) / CHECKPOINT_DIR
+
+
+def read_latest(directory: Path) -> dict[str, Any] | None:
+    """The last committed checkpoint record in `directory`, or None if there is none usable."""
+    try:
+        record = json.loads((Path(directory) / LATEST_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or not CHECKPOINT_KEYS <= set(record):
+        return None
+    if not (Path(directory) / str(record["variables"])).is_file():
+        return None
+    return record
 
 
 def umask_file_mode() -> int:
@@ -71,16 +96,35 @@ def read_json(path: Path) -> Any:
         raise RunDirectoryError(f"{path} is not valid JSON ({error})") from None
 
 
+def history_csv(rows: list[dict[str, float]]) -> str:
+    """history.csv's text: one row per epoch with HISTORY_COLUMNS."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=HISTORY_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def replace_path(source: Path, destination: Path) -> None:
+    """Move `source` (a file or a directory) to `destination`, replacing what was there.
+
+    A directory is swapped in by two renames: readers see the old one or the new
+    one, never a mix; the old one is removed afterwards.
+    """
+    source, destination = Path(source), Path(destination)
+    if not (destination.is_dir() and not destination.is_symlink()):
+        os.replace(source, destination)
+        return
+    previous = destination.parent / f".{destination.name}.replaced"
+    shutil.rmtree(previous, ignore_errors=True)
+    os.replace(destination, previous)
+    os.replace(source, destination)
+    shutil.rmtree(previous, ignore_errors=True)
+
+
 def publish(staging: Path, run_dir: Path) -> None:
     """Move a finished staging directory to `run_dir`, replacing any previous run there."""
-    previous = None
-    if run_dir.exists():
-        previous = run_dir.parent / f".{run_dir.name}.replaced"
-        shutil.rmtree(previous, ignore_errors=True)
-        os.replace(run_dir, previous)
-    os.replace(staging, run_dir)
-    if previous is not None:
-        shutil.rmtree(previous, ignore_errors=True)
+    replace_path(staging, run_dir)
 
 
 def check_run_dir(run_dir: Path) -> Path:
@@ -94,12 +138,19 @@ def check_run_dir(run_dir: Path) -> Path:
     return run_dir
 
 
-def read_run_config(run_dir: Path) -> Config:
-    """The recipe recorded in a run's config.json; a malformed file is a RunDirectoryError."""
+def read_run_record(run_dir: Path) -> dict[str, Any]:
+    """A run's config.json as a dict with a 'recipe' table; RunDirectoryError if it is not one."""
     path = Path(run_dir) / CONFIG_FILE
     record = read_json(path)
     if not isinstance(record, dict) or not isinstance(record.get("recipe"), dict):
         raise RunDirectoryError(f"{path} has no 'recipe' table; is this a mnist-keras run directory?")
+    return record
+
+
+def read_run_config(run_dir: Path) -> Config:
+    """The recipe recorded in a run's config.json; a malformed file is a RunDirectoryError."""
+    path = Path(run_dir) / CONFIG_FILE
+    record = read_run_record(run_dir)
     try:
         return Config.from_dict(record["recipe"])
     except ConfigError as error:

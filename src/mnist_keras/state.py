@@ -12,6 +12,8 @@ import dataclasses
 import math
 from typing import Any
 
+# Fields that start at infinity (no val_loss seen yet); JSON has no infinity, so they are stored as null.
+INFINITE_AT_START = ("best_val_loss", "plateau_best")
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds")
 
 
@@ -27,6 +29,8 @@ class TrainingState:
     best_epoch: int = 0
     # Epochs since val_loss last improved, for early stopping and for the plateau rule.
     early_stopping_wait: int = 0
+    # The plateau rule keeps its own best val_loss (it needs a margin to count as better).
+    plateau_best: float = math.inf
     plateau_wait: int = 0
     # One row per completed epoch, with the keys of HISTORY_COLUMNS.
     history: list[dict[str, float]] = dataclasses.field(default_factory=list)
@@ -45,15 +49,17 @@ class TrainingState:
         """The JSON-safe part (everything but the best weights); infinities as null."""
         record = dataclasses.asdict(dataclasses.replace(self, best_weights=None))
         record.pop("best_weights")
-        if not math.isfinite(record["best_val_loss"]):
-            record["best_val_loss"] = None
+        for name in INFINITE_AT_START:
+            if not math.isfinite(record[name]):
+                record[name] = None
         return record
 
     @classmethod
     def from_record(cls, record: dict[str, Any], best_weights: list[Any] | None = None) -> TrainingState:
         names = {field.name for field in dataclasses.fields(cls)} - {"best_weights"}
         values = {name: record[name] for name in names if name in record}
-        if values.get("best_val_loss") is None:
-            values["best_val_loss"] = math.inf
+        for name in INFINITE_AT_START:
+            if values.get(name) is None:
+                values[name] = math.inf
         values["history"] = [dict(row) for row in values.get("history", [])]
         return cls(**values, best_weights=best_weights)

@@ -1,0 +1,105 @@
+"""What each `mnist-keras` command does, once `mnist_keras.cli` has chosen the Keras backend.
+
+`cli.main` parses the flags, calls `backends.select_backend` (from the flag, the
+environment, the recipe's model family or the run being read), and only then
+imports this module, whose imports load Keras. Each handler takes the parsed
+flags and returns the exit code; user errors are raised as UserError.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from mnist_keras import data
+from mnist_keras.data import class_counts, default_cache_dir
+from mnist_keras.errors import UserError
+from mnist_keras.evaluate import evaluate_run, format_summary
+from mnist_keras.export import export_run
+from mnist_keras.images import read_image_files
+from mnist_keras.inference import load_predictor
+from mnist_keras.model import load_run_model
+from mnist_keras.pipeline import train_run
+from mnist_keras.report import build_report
+from mnist_keras.rundir import FIGURES_DIR, REPORT_FILE
+
+EXIT_OK, EXIT_USAGE = 0, 2
+
+
+def run_data(args: argparse.Namespace) -> int:
+    mnist = data.load_mnist(args.data)
+    print(f"source      {mnist.source}")
+    print(f"cache       {default_cache_dir()}")
+    print(f"train       images {mnist.x_train.shape} {mnist.x_train.dtype}, labels {mnist.y_train.shape}")
+    print(f"test        images {mnist.x_test.shape} {mnist.x_test.dtype}, labels {mnist.y_test.shape}")
+    print(f"train/class {class_counts(mnist.y_train).tolist()}")
+    print(f"test/class  {class_counts(mnist.y_test).tolist()}")
+    print("verified    MD5 of all four IDX files match the canonical MNIST")
+    return EXIT_OK
+
+
+def run_train(args: argparse.Namespace) -> int:
+    plan = args.plan  # the recipe and run directory cli.main resolved when choosing the backend
+    mnist = data.load_mnist(args.data)
+    metrics = train_run(plan.config, mnist, plan.run_dir, recipe_name=plan.recipe_name)
+    print(format_summary(metrics))
+    print(f"run written to {plan.run_dir}")
+    print(f"report at {plan.run_dir / REPORT_FILE}")
+    return EXIT_OK
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    model = load_run_model(args.run)  # a bad run is reported before any data is fetched
+    metrics = evaluate_run(args.run, data.load_mnist(args.data), model)
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        print(format_summary(metrics))
+    return EXIT_OK
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    records = read_image_files(load_predictor(args.run), args.images, top_k=args.top_k)
+    for record in records:
+        print(json.dumps(record), flush=True)
+    failed = [record for record in records if "error" in record]
+    for record in failed:
+        print(f"mnist-keras predict: error: {record['error']}", file=sys.stderr)
+    return EXIT_USAGE if failed else EXIT_OK
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from mnist_keras.serve import serve  # the web stack loads only for this command
+
+    serve(args.run, host=args.host, port=args.port)
+    return EXIT_OK
+
+
+def run_report(args: argparse.Namespace) -> int:
+    report_path = build_report(args.run, data.load_mnist(args.data))
+    print(f"report written to {report_path} (figures in {report_path.parent / FIGURES_DIR})")
+    return EXIT_OK
+
+
+def run_export(args: argparse.Namespace) -> int:
+    written = export_run(args.run, args.format, args.out)
+    print(f"{args.format} export written to {written}")
+    return EXIT_OK
+
+
+HANDLERS = {
+    "data": run_data,
+    "train": run_train,
+    "evaluate": run_evaluate,
+    "predict": run_predict,
+    "serve": run_serve,
+    "report": run_report,
+    "export": run_export,
+}
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.command not in HANDLERS:
+        raise UserError(f"unknown command {args.command!r}")
+    return HANDLERS[args.command](args)

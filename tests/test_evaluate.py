@@ -1,0 +1,64 @@
+"""Test-set metrics, the digits' probabilities of an 11-output model, and the `evaluate` command."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from sklearn.metrics import accuracy_score
+
+from mnist_keras.cli import main
+from mnist_keras.constants import NUM_CLASSES
+from mnist_keras.evaluate import compute_metrics, digit_probabilities, training_summary
+
+
+def test_metrics_agree_with_scikit_learn_and_the_confusion_matrix():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, NUM_CLASSES, 200)
+    probabilities = rng.dirichlet(np.ones(NUM_CLASSES), 200).astype(np.float32)
+    metrics = compute_metrics(labels, probabilities)
+    predicted = probabilities.argmax(axis=1)
+    assert metrics["test_accuracy"] == pytest.approx(accuracy_score(labels, predicted))
+    matrix = np.array(metrics["confusion_matrix"])
+    assert matrix.sum() == 200 and np.trace(matrix) == (predicted == labels).sum()
+    assert metrics["misclassified"] == 200 - np.trace(matrix)
+    assert [row["support"] for row in metrics["per_class"]] == np.bincount(labels, minlength=NUM_CLASSES).tolist()
+
+
+def test_digit_probabilities_renormalise_without_the_not_a_digit_column():
+    outputs = np.array([[0.1] * NUM_CLASSES + [0.0], [0.05] * NUM_CLASSES + [0.5]], dtype=np.float32)
+    digits = digit_probabilities(outputs)
+    assert digits.shape == (2, NUM_CLASSES)
+    np.testing.assert_allclose(digits.sum(axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(digits[1], 0.1, rtol=1e-6)
+    ten = np.full((1, NUM_CLASSES), 0.1, dtype=np.float32)
+    np.testing.assert_array_equal(digit_probabilities(ten), ten)
+
+
+def test_training_summary_from_history():
+    history = [{"epoch": 1, "val_loss": 0.3, "val_accuracy": 0.9}, {"epoch": 2, "val_loss": 0.2, "val_accuracy": 0.95},
+               {"epoch": 3, "val_loss": 0.25, "val_accuracy": 0.96}]
+    summary = training_summary(history, 12.5)
+    assert summary == {"epochs_trained": 3, "best_val_accuracy": 0.96, "best_val_loss": 0.2, "train_seconds": 12.5}
+    assert training_summary([{"epoch": 1, "loss": 0.5}], 1.0)["best_val_loss"] is None
+
+
+def test_evaluate_prints_summary_and_rewrites_metrics(tiny_run, tiny_mnist, tmp_path, monkeypatch, capsys):
+    import mnist_keras.data
+
+    monkeypatch.setattr(mnist_keras.data, "load_mnist", lambda data=None: tiny_mnist)
+    run_dir = shutil.copytree(tiny_run, tmp_path / "run")  # the shared run stays as it is
+    metrics_path = run_dir / "metrics.json"
+    before = json.loads(metrics_path.read_text())
+    metrics_path.write_text(json.dumps({**before, "test_accuracy": -1.0, "handwriting_accuracy": 0.5}))
+    assert main(["evaluate", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "test accuracy" in out and "precision" in out
+    after = json.loads(metrics_path.read_text())
+    assert after["test_accuracy"] == pytest.approx(before["test_accuracy"])
+    assert after["epochs_trained"] == before["epochs_trained"]
+    assert after["handwriting_accuracy"] == 0.5, "fields evaluate does not compute are kept"
+    assert main(["evaluate", str(run_dir), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["test_accuracy"] == pytest.approx(before["test_accuracy"])
