@@ -45,7 +45,10 @@ class Candidate:
     batch_norm_momentum: float = 0.9  # Keras's 0.99 lags far behind weights that move this fast in one epoch
     batch_size: int = 256
     learning_rate: float = 1e-2  # the one-cycle peak
-    warmup_fraction: float = 0.3  # PyTorch OneCycleLR's pct_start
+    # "torch": PyTorch's OneCycleLR (cosine up from peak/25, cosine down), warm-up 0.3 of the steps.
+    # "warmup_cosine": mnist_keras's one_cycle (linear up from 0, cosine down to 0).
+    schedule: str = "torch"
+    warmup_fraction: float = 0.3  # of all steps
     beta_1: float = 0.7
     beta_2: float = 0.9
     epochs: float = 1.0  # fractions train on the first part of one shuffled pass
@@ -89,6 +92,15 @@ CANDIDATES = {
     "24-32-256-s2s2-ls": Candidate(strides=(2, 2), pools=(False, False), label_smoothing=0.1),
     "24-32-256-s2s2-ls-1.5ep": Candidate(strides=(2, 2), pools=(False, False), label_smoothing=0.1, epochs=1.5),
     "24-32-256-s2s2-ls-0.5ep": Candidate(strides=(2, 2), pools=(False, False), label_smoothing=0.1, epochs=0.5),
+    # The same with mnist_keras's one_cycle (linear warm-up over 0.2 of the steps from 0, cosine to 0).
+    "peer-s2-ls-wc": Candidate(strides=(2, 1), pools=(False, True), label_smoothing=0.1, schedule="warmup_cosine",
+                               warmup_fraction=0.2),
+    "16-32-128-s2-ls-wc": Candidate(filters=(16, 32), dense_units=128, strides=(2, 1), pools=(False, True),
+                                    label_smoothing=0.1, schedule="warmup_cosine", warmup_fraction=0.2),
+    "24-32-256-s2s2-ls-wc": Candidate(strides=(2, 2), pools=(False, False), label_smoothing=0.1,
+                                      schedule="warmup_cosine", warmup_fraction=0.2),
+    "16-32-128-s2s2-ls-wc": Candidate(filters=(16, 32), dense_units=128, strides=(2, 2), pools=(False, False),
+                                      label_smoothing=0.1, schedule="warmup_cosine", warmup_fraction=0.2),
     "16-32-128-s2-ls-0.5ep": Candidate(filters=(16, 32), dense_units=128, strides=(2, 1), pools=(False, True),
                                        label_smoothing=0.1, epochs=0.5),
 }
@@ -171,7 +183,14 @@ def train_and_score(candidate: Candidate, seed: int, x_train, y_train, x_test, y
     order = np.concatenate([rng.permutation(len(x_train)) for _ in range(math.ceil(candidate.epochs))])[:count]
     total_steps = math.ceil(count / candidate.batch_size)
     model = build(candidate)
-    optimizer = keras.optimizers.Adam(one_cycle(candidate.learning_rate, total_steps, candidate.warmup_fraction),
+    if candidate.schedule == "torch":
+        schedule = one_cycle(candidate.learning_rate, total_steps, candidate.warmup_fraction)
+    else:
+        warmup_steps = int(round(candidate.warmup_fraction * total_steps))
+        schedule = keras.optimizers.schedules.CosineDecay(0.0, total_steps - warmup_steps,
+                                                          warmup_target=candidate.learning_rate,
+                                                          warmup_steps=warmup_steps)
+    optimizer = keras.optimizers.Adam(schedule,
                                       beta_1=candidate.beta_1, beta_2=candidate.beta_2)
     model.compile(optimizer=optimizer,
                   loss=keras.losses.CategoricalCrossentropy(label_smoothing=candidate.label_smoothing),
