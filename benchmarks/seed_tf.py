@@ -9,6 +9,7 @@ Run under KERAS_BACKEND=tensorflow.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -32,8 +33,11 @@ def build_model():
     return model
 
 
-def train(x_train: np.ndarray, y_train: np.ndarray, epochs: int = 30) -> list[float]:
-    """The seed's training cell; returns each epoch's wall time (validation included)."""
+def train(x_train: np.ndarray, y_train: np.ndarray, epochs: int = 30, extra_callbacks: Sequence = ()) -> list[float]:
+    """The seed's training cell; returns each epoch's wall time (validation included).
+
+    `extra_callbacks` (the benchmarks' observers, after the seed's own) see every epoch.
+    """
     from tensorflow import keras
 
     X_train = x_train.reshape(-1, 784).astype("float32") / 255.0
@@ -56,6 +60,7 @@ def train(x_train: np.ndarray, y_train: np.ndarray, epochs: int = 30) -> list[fl
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=5, restore_best_weights=True),
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=3, min_lr=1e-6),
         EpochTimer(),
+        *extra_callbacks,
     ]
     model.fit(X_train, y_train_cat, validation_split=0.1, epochs=epochs, batch_size=128, callbacks=callbacks,
               verbose=0)
