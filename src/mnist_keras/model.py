@@ -71,10 +71,11 @@ def augmentation_layers(config: Config) -> list[layers.Layer]:
 
 
 def add_convolution_blocks(model: keras.Sequential, config: Config) -> None:
-    blocks = zip(config.conv_filters, config.conv_kernels, config.conv_pooling, config.conv_batch_norm)
-    for index, (filters, kernel, pooling, batch_norm) in enumerate(blocks, start=1):
+    blocks = zip(config.conv_filters, config.conv_kernels, config.conv_strides, config.conv_pooling,
+                 config.conv_batch_norm)
+    for index, (filters, kernel, stride, pooling, batch_norm) in enumerate(blocks, start=1):
         # A convolution followed by BatchNorm needs no bias: BatchNorm's offset replaces it.
-        model.add(layers.Conv2D(filters, kernel, use_bias=not batch_norm,
+        model.add(layers.Conv2D(filters, kernel, strides=stride, use_bias=not batch_norm,
                                 activation=None if batch_norm else "relu", name=f"conv_{index}"))
         if batch_norm:
             model.add(layers.BatchNormalization(name=f"conv_batch_norm_{index}"))

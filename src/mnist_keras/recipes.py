@@ -60,14 +60,18 @@ CNN = dataclasses.replace(
     not_digit_class=True,
 )
 
-# tuomaso/train_mnist_fast's network (conv 24@5x5, pool, conv 32@3x3, pool, dense 256),
-# one epoch at batch 256, Adam with short memories, one-cycle to 1e-2, no validation split.
+# tuomaso/train_mnist_fast's recipe (one epoch at batch 256, Adam with short memories,
+# one-cycle to 1e-2, no validation split) on a cheaper network: a stride-2 first
+# convolution instead of convolution + pool, and label smoothing (+0.2-0.3 points).
+# benchmarks/speedrun_search.py: 99.15% mean over seeds 1-5 (lowest 99.12%) at 0.56x the
+# peer network's CPU time (benchmarks/SPEEDRUN.md).
 SPEEDRUN = dataclasses.replace(
     SEED,
     model="cnn",
     conv_filters=(24, 32),
     conv_kernels=(5, 3),
-    conv_pooling=(True, True),
+    conv_strides=(2, 1),
+    conv_pooling=(False, True),
     conv_batch_norm=(False, False),
     hidden_units=(256,),
     dropout_rates=(0.0,),
@@ -81,6 +85,7 @@ SPEEDRUN = dataclasses.replace(
     warmup_epochs=0.2,
     early_stopping=False,
     validation_split=0.0,
+    label_smoothing=0.1,
 )
 
 RECIPES = {"seed": SEED, "fast": FAST, "cnn": CNN, "speedrun": SPEEDRUN}
