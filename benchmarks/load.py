@@ -133,7 +133,7 @@ def model_input(payload: Payload) -> np.ndarray:
 
 def expect_in_process(payloads: list[Payload], run: str) -> str:
     """Fill in each payload's expected answer from the run's model in this process; the predictor's name."""
-    from mnist_keras.images import predict_images
+    from mnist_keras.inference import predict_images
     from mnist_keras.inference import load_predictor
 
     predictor = load_predictor(run)

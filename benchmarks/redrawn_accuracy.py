@@ -5,7 +5,7 @@
 Each test digit is re-drawn dark on light paper, 200-400 px canvas, anywhere
 on it, with noise, saved in turn as RGB PNG, RGBA PNG (transparent
 background), grey PNG and JPEG (`mnist_keras.redraw`). The files are read by
-the same function as `mnist-keras predict` (`mnist_keras.images.read_image_files`)
+the same function as `mnist-keras predict` (`mnist_keras.inference.read_image_files`)
 and the accuracy compared with the model's on the same digits in MNIST form.
 """
 
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from mnist_keras.data import load_mnist, preprocess_images
-    from mnist_keras.images import read_image_files
+    from mnist_keras.inference import read_image_files
     from mnist_keras.inference import load_predictor
     from mnist_keras.redraw import STYLES, write_redrawn
 

@@ -21,8 +21,6 @@ from mnist_keras.images import (
     NotAnImageError,
     mnist_style,
     pixels_to_image,
-    predict_images,
-    prediction_record,
     preprocess_image_bytes,
     preprocess_image_file,
     read_image_file,
@@ -335,39 +333,3 @@ def test_bad_pixels(values, message):
 def test_blank_pixels():
     with pytest.raises(BlankImageError):
         pixels_to_image([0.0] * NUM_PIXELS)
-
-
-# ---------------------------------------------------------------- records
-
-
-def test_prediction_record_and_top_k():
-    probabilities = np.array([0.01, 0.05, 0.6, 0.04, 0.2, 0.02, 0.03, 0.02, 0.02, 0.01])
-    record = prediction_record(probabilities, top_k=3)
-    assert record["digit"] == 2
-    assert record["confidence"] == pytest.approx(0.6)
-    assert record["probabilities"] == pytest.approx(probabilities.tolist())
-    assert [entry["digit"] for entry in record["top_k"]] == [2, 4, 1]
-    assert "top_k" not in prediction_record(probabilities)
-
-
-def test_predict_images_batches_through_the_predictor():
-    class Recorder:
-        name = "recorder"
-
-        def __init__(self) -> None:
-            self.calls: list[np.ndarray] = []
-
-        def predict(self, batch: np.ndarray) -> np.ndarray:
-            self.calls.append(batch)
-            # Digit = the row index (of 28) holding the most ink, modulo 10: depends on the input.
-            rows = batch.reshape(-1, IMAGE_SIDE, IMAGE_SIDE).sum(axis=2).argmax(axis=1) % NUM_CLASSES
-            return np.eye(NUM_CLASSES, dtype=np.float32)[rows]
-
-    images = [np.zeros((IMAGE_SIDE, IMAGE_SIDE), np.float32) for _ in range(2)]
-    images[0][3] = 1
-    images[1][17] = 1
-    predictor = Recorder()
-    records = predict_images(predictor, images)
-    assert [record["digit"] for record in records] == [3, 7]
-    assert len(predictor.calls) == 1 and predictor.calls[0].shape == (2, NUM_PIXELS)
-    assert predict_images(predictor, []) == []

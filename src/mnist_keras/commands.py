@@ -17,8 +17,7 @@ from mnist_keras.data import class_counts, default_cache_dir
 from mnist_keras.errors import UserError
 from mnist_keras.evaluate import evaluate_run, format_summary
 from mnist_keras.export import export_run
-from mnist_keras.images import read_image_files
-from mnist_keras.inference import load_predictor
+from mnist_keras.inference import load_predictor, read_image_files
 from mnist_keras.model import load_run_model
 from mnist_keras.pipeline import train_run
 from mnist_keras.report import build_report

@@ -1,6 +1,7 @@
-"""Real images → the model's input, made the way MNIST itself was made; and reading the answer.
+"""Real images → the model's input, made the way MNIST itself was made.
 
-One preprocessing path for the `predict` command, the web service and the tests:
+One preprocessing path for the `predict` command, the web service and the tests
+(reading the model's answer is `mnist_keras.inference`'s):
 decode with Pillow (any format and mode it reads; the first frame of an
 animation), flatten transparency and colour to grey, decide whether the ink is
 dark on light or light on dark, remove the background level, crop to the ink,
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Iterable, Sequence
+
 from pathlib import Path
 from typing import Any
 
@@ -59,8 +60,6 @@ MAD_TO_SIGMA = 1.4826
 DETECTION_BLUR_SIGMA = 1.0
 # Blobs of ink smaller than this fraction of the largest are specks, not strokes.
 MIN_COMPONENT_FRACTION = 0.02
-# Probabilities are rounded in JSON records; 6 decimals keep every digit that float32 can tell apart near 1.
-PROBABILITY_DECIMALS = 6
 IMAGE_DECIMALS = 4
 
 
@@ -331,50 +330,7 @@ def pixels_to_image(values: Any) -> np.ndarray:
     return array.reshape(IMAGE_SIDE, IMAGE_SIDE).astype(np.float32)
 
 
-# ---------------------------------------------------------------- reading digits
-
-
-def prediction_record(probabilities: Sequence[float], top_k: int | None = None) -> dict[str, Any]:
-    """The answer for one image: digit, confidence, the ten probabilities (and the `top_k` best, if asked)."""
-    probabilities = np.asarray(probabilities, dtype=np.float64).reshape(NUM_CLASSES)
-    digit = int(np.argmax(probabilities))
-    record: dict[str, Any] = {
-        "digit": digit,
-        "confidence": round(float(probabilities[digit]), PROBABILITY_DECIMALS),
-        "probabilities": [round(float(value), PROBABILITY_DECIMALS) for value in probabilities],
-    }
-    if top_k is not None:
-        order = np.argsort(-probabilities, kind="stable")[:top_k]
-        record["top_k"] = [
-            {"digit": int(index), "probability": round(float(probabilities[index]), PROBABILITY_DECIMALS)}
-            for index in order
-        ]
-    return record
-
-
-def predict_images(predictor: Any, images: Sequence[np.ndarray], top_k: int | None = None) -> list[dict[str, Any]]:
-    """Prediction records for 28×28 model inputs, in one batch through `predictor.predict`."""
-    if not images:
-        return []
-    batch = np.stack([np.asarray(image, dtype=np.float32).reshape(NUM_PIXELS) for image in images])
-    return [prediction_record(row, top_k) for row in predictor.predict(batch)]
-
-
-def read_image_files(
-    predictor: Any, paths: Iterable[str | Path], top_k: int | None = None
-) -> list[dict[str, Any]]:
-    """One record per file, in order: `file` plus a prediction, or `file` plus `error` for a file we cannot read."""
-    paths = [str(path) for path in paths]
-    images: dict[int, np.ndarray] = {}
-    records: list[dict[str, Any]] = [{"file": path} for path in paths]
-    for index, path in enumerate(paths):
-        try:
-            images[index] = preprocess_image_file(path)
-        except ImageError as error:
-            records[index]["error"] = str(error)
-    for index, prediction in zip(images, predict_images(predictor, list(images.values()), top_k)):
-        records[index].update(prediction)
-    return records
+# ---------------------------------------------------------------- for JSON
 
 
 def image_as_lists(image: np.ndarray) -> list[list[float]]:

@@ -45,9 +45,9 @@ from mnist_keras.images import (
     NotAnImageError,
     image_as_lists,
     pixels_to_image,
-    predict_images,
     preprocess_image_bytes,
 )
+from mnist_keras.inference import predict_images
 
 STATIC_DIR = Path(__file__).parent / "static"
 # A batch of the largest images plus multipart framing; JSON pixels are far smaller.
@@ -79,6 +79,8 @@ class Prediction(BaseModel):
     probabilities: list[Probability] = Field(
         min_length=NUM_CLASSES, max_length=NUM_CLASSES, description=f"the {NUM_CLASSES} probabilities, for digits 0-9"
     )
+    is_digit: bool = Field(description="false when the input does not look like one handwritten digit "
+                                       "(letters, scribbles, noise, patterns, flat grey)")
     image: list[Annotated[list[Probability], Field(min_length=IMAGE_SIDE, max_length=IMAGE_SIDE)]] = Field(
         min_length=IMAGE_SIDE, max_length=IMAGE_SIDE,
         description=f"the {IMAGE_SIDE}x{IMAGE_SIDE} image the model read (ink = 1), after MNIST-style preprocessing",
