@@ -489,10 +489,31 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument("--run", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--family", choices=("mlp", "cnn"), help=argparse.SUPPRESS)
+    parser.add_argument("--families-only", action="store_true",
+                        help="only the s/epoch table by model family and backend (writes DIR/families.{json,md})")
     options = parser.parse_args(argv)
     if options.epochs is None:
         options.epochs = QUICK_EPOCHS if options.quick else FULL_EPOCHS
     return options
+
+
+def families_only(options: argparse.Namespace) -> int:
+    """The model family × backend table alone: what mnist_keras.backends.FAMILY_BACKENDS is chosen from."""
+    from mnist_keras.environment import library_versions, machine_description
+
+    with tempfile.TemporaryDirectory() as directory:
+        families = measure_families(options, Path(directory) / "run")
+    results = {"machine": machine_description(), "versions": library_versions(),
+               "mode": "quick" if options.quick else "full", "families": families}
+    table = (f"Machine: {results['machine']}; {results['mode']} run, median s/epoch of epochs 2..n "
+             f"(load: 1-minute load average after each row: "
+             + ", ".join(f"{row['family']}/{row['backend']} {row['load_average']:.1f}" for row in families
+                         if "load_average" in row) + ")\n\n" + family_table(results) + "\n")
+    options.out.mkdir(parents=True, exist_ok=True)
+    (options.out / "families.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    (options.out / "families.md").write_text(table, encoding="utf-8")
+    print(table)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -500,6 +521,8 @@ def main(argv: list[str] | None = None) -> int:
     if options.worker:
         run_worker(options)
         return 0
+    if options.families_only:
+        return families_only(options)
     results = benchmark(options)
     options.out.mkdir(parents=True, exist_ok=True)
     table = markdown_table(results)

@@ -50,7 +50,7 @@ REQUEST_TIMEOUT_SECONDS = 30
 PAD_SIDE = 280  # the drawing page's canvas
 PEN_WIDTH = 18
 PERCENTILES = (50, 90, 99)
-PREDICTION_FIELDS = {"digit", "confidence", "probabilities", "image"}
+PREDICTION_FIELDS = {"digit", "confidence", "probabilities", "is_digit", "image"}
 # Answers are rounded to 6 decimals; the same input through the same model agrees far closer than this.
 PROBABILITY_TOLERANCE = 1e-4
 MEMORY_SAMPLE_SECONDS = 0.25

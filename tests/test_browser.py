@@ -161,3 +161,17 @@ def test_clear_resets_the_page(browser, server_url):
         "return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data).every(v => v === 255);"
     )
     assert blank_pad
+
+
+# A scribble: a tight zigzag over most of the pad, as someone testing the page would draw.
+SCRIBBLE = [[(30 + 220 * (row % 2), 30 + 14 * row) for row in range(16)]]
+
+
+def test_a_scribble_is_not_a_digit(browser, server_url):
+    browser.get(server_url + "/")
+    draw(browser, SCRIBBLE)
+    wait_for_answer(browser)
+    assert browser.find_element("id", "result").get_attribute("data-state") == "ready", \
+        browser.find_element("id", "status").text
+    assert browser.find_element("id", "digit").text == "not a digit"
+    assert browser.find_element("id", "confidence").text == ""

@@ -44,7 +44,7 @@ def test_one_json_line_per_image(tmp_path, tiny_run, capsys):
     assert status == EXIT_OK and error_output == ""
     assert [record["file"] for record in records] == [str(path) for path in paths]
     for record in records:
-        assert set(record) == {"file", "digit", "confidence", "probabilities"}
+        assert set(record) == {"file", "digit", "confidence", "probabilities", "is_digit"}
         assert len(record["probabilities"]) == NUM_CLASSES
         assert sum(record["probabilities"]) == pytest.approx(1.0, abs=1e-4)
         assert record["digit"] == int(np.argmax(record["probabilities"]))

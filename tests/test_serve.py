@@ -20,7 +20,7 @@ from mnist_keras.constants import IMAGE_SIDE, NUM_CLASSES, NUM_PIXELS
 from mnist_keras.images import preprocess_image_bytes
 from mnist_keras.serve import STATIC_DIR, create_app
 
-PREDICTION_FIELDS = {"digit", "confidence", "probabilities", "image"}
+PREDICTION_FIELDS = {"digit", "confidence", "probabilities", "is_digit", "image"}
 
 
 def png(image: Image.Image) -> bytes:

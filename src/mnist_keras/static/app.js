@@ -48,8 +48,11 @@ function resetPad() {
 }
 
 function showResult(answer) {
-  digitText.textContent = answer === null ? "–" : String(answer.digit);
-  confidenceText.textContent = answer === null ? "" : (100 * answer.confidence).toFixed(1) + "%";
+  // Input that does not look like one handwritten digit gets no confident digit, only the verdict.
+  const notADigit = answer !== null && answer.is_digit === false;
+  digitText.textContent = answer === null ? "–" : notADigit ? "not a digit" : String(answer.digit);
+  digitText.classList.toggle("not-digit", notADigit);
+  confidenceText.textContent = answer === null || notADigit ? "" : (100 * answer.confidence).toFixed(1) + "%";
   for (let digit = 0; digit < NUM_CLASSES; digit++) {
     const probability = answer === null ? 0 : answer.probabilities[digit];
     const bar = document.getElementById("bar-" + digit);
