@@ -75,6 +75,8 @@ class SweepPlan:
     limit: int | None = None
     export_onnx: bool = True
     recipe_name: str | None = None
+    # The Keras backend the user asked for (--backend or $KERAS_BACKEND); None: each trial's model family decides.
+    backend: str | None = None
 
     def to_record(self) -> dict[str, Any]:
         return {
@@ -85,10 +87,11 @@ class SweepPlan:
             "limit": self.limit,
             "export_onnx": self.export_onnx,
             "recipe_name": self.recipe_name,
+            "backend": self.backend,
         }
 
     @classmethod
-    def resumed(cls, out: Path, address: str | None, max_concurrent: int | None) -> SweepPlan:
+    def resumed(cls, out: Path, address: str | None = None, max_concurrent: int | None = None) -> SweepPlan:
         """The plan saved in `out`, to continue on this machine or the cluster at `address`."""
         record = read_json(out / SWEEP_FILE) if (out / SWEEP_FILE).is_file() else None
         if not isinstance(record, dict) or not (out / TUNE_DIR).is_dir():
@@ -97,6 +100,7 @@ class SweepPlan:
             space=Space.from_record(record["space"]), out=out, samples=record["samples"],
             max_concurrent=max_concurrent, scheduler=record["scheduler"], address=address, data=record["data"],
             limit=record["limit"], export_onnx=record["export_onnx"], recipe_name=record.get("recipe_name"),
+            backend=record.get("backend"),
         )
 
 
@@ -109,6 +113,7 @@ class TrialSettings:
     data: str | None
     limit: int | None
     cpus: int
+    backend: str | None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,6 +121,34 @@ class SweepResult:
     rows: list[dict[str, Any]]
     best: str | None
     out: Path
+
+
+def plan_sweep(args: Any, backend: str | None) -> SweepPlan:
+    """The plan for `mnist-keras sweep` or `seeds` from its flags; every user error is raised here, before Ray starts."""
+    from mnist_keras.config import load_config
+    from mnist_keras.recipes import get_recipe
+    from mnist_keras.space import load_space
+    from mnist_keras.studies import parse_seeds, seed_space
+
+    import_ray()
+    out = Path(args.out)
+    if args.resume:
+        return SweepPlan.resumed(out, args.address, args.max_concurrent)
+    if (out / SWEEP_FILE).exists():
+        raise UserError(f"{out} already holds a sweep; pass --resume to continue it or choose another --out")
+    recipe = get_recipe(args.recipe)
+    if args.command == "seeds":
+        if args.config:
+            recipe = load_config(args.config, base=recipe)
+        space, samples, scheduler = seed_space(recipe, parse_seeds(args.seeds)), 1, "fifo"
+    else:
+        space, samples, scheduler = load_space(args.space, recipe), args.samples, args.scheduler
+    if scheduler == "asha" and space.base.validation_split == 0:
+        raise UserError("--scheduler asha stops trials on val_loss; the recipe has validation_split = 0")
+    recipe_name = args.recipe
+    return SweepPlan(space=space, out=out, samples=samples, max_concurrent=args.max_concurrent,
+                     scheduler=scheduler, address=args.address, data=args.data, limit=args.limit,
+                     export_onnx=args.export_onnx, recipe_name=recipe_name, backend=backend)
 
 
 # ---------------------------------------------------------------- the trial (runs in a Ray worker)
@@ -132,7 +165,10 @@ def run_trial(params: dict[str, Any], settings: TrialSettings) -> None:
 
     space = Space.from_record(settings.space)
     config = space.config_for(params)
-    select_backend(None, getattr(config, "model", "mlp"))
+    if settings.backend is None:
+        # Workers inherit the driver's environment, where the CLI chose a backend for itself.
+        os.environ.pop("KERAS_BACKEND", None)
+    select_backend(settings.backend, getattr(config, "model", "mlp"))
     from mnist_keras import data, pipeline  # loads Keras on the chosen backend
 
     run_dir = Path(settings.out) / TRIALS_DIR / tune.get_context().get_trial_id()
@@ -186,6 +222,9 @@ def finite_or_none(value: float | None) -> float | None:
 def import_ray() -> Any:
     """Ray, with usage reporting off; UserError saying how to install it when it is missing."""
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"  # before Ray starts: it must never phone home
+    # Tune's own progress tables are replaced by one line per finished trial (progress_callback).
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     try:
         import ray
         from ray import tune  # noqa: F401
@@ -223,7 +262,9 @@ def progress_callback(progress: Callable[[str], None], searched: Sequence[str]) 
             done = sum(trial.status in ("TERMINATED", "ERROR") for trial in trials) + 1
             result = trial.last_result or {}
             if result.get("finished"):
-                outcome = (f"val_loss {result['best_val_loss']:.4f}, test accuracy {result['test_accuracy']:.2%}, "
+                val_loss = result.get("best_val_loss")
+                val_text = "no validation" if val_loss is None else f"val_loss {val_loss:.4f}"
+                outcome = (f"{val_text}, test accuracy {result['test_accuracy']:.2%}, "
                            f"{result['epochs_trained']} epochs, {result['train_seconds']:.1f} s")
             else:
                 outcome = f"stopped early after epoch {result.get('epoch', 0)}"
@@ -277,9 +318,10 @@ def run_sweep(
     start_ray(ray, plan.address)
     try:
         concurrent, cpus = trial_shape(ray, plan.max_concurrent)
-        settings = TrialSettings(plan.space.to_record(), str(out), plan.data, plan.limit, cpus)
+        settings = TrialSettings(plan.space.to_record(), str(out), plan.data, plan.limit, cpus, plan.backend)
         trainable = tune.with_resources(tune.with_parameters(run_trial, settings=settings), {"cpu": cpus})
-        scheduler = (ASHAScheduler(time_attr="training_iteration", grace_period=ASHA_GRACE_EPOCHS,
+        scheduler = (ASHAScheduler(metric=METRIC, mode=MODE, time_attr="training_iteration",
+                                   grace_period=ASHA_GRACE_EPOCHS,
                                    reduction_factor=ASHA_REDUCTION_FACTOR, max_t=plan.space.base.epochs + 1)
                      if plan.scheduler == "asha" else FIFOScheduler())
         run_config = tune.RunConfig(
@@ -299,8 +341,8 @@ def run_sweep(
             tuner = tune.Tuner(
                 trainable,
                 param_space=tune_space(plan.space),
-                tune_config=tune.TuneConfig(metric=METRIC, mode=MODE, num_samples=plan.samples,
-                                            max_concurrent_trials=concurrent, scheduler=scheduler),
+                tune_config=tune.TuneConfig(num_samples=plan.samples, max_concurrent_trials=concurrent,
+                                            scheduler=scheduler),
                 run_config=run_config,
             )
         grid = tuner.fit()
