@@ -55,6 +55,7 @@ CHECKPOINTS_KEPT = 2
 ASHA_GRACE_EPOCHS = 1
 ASHA_REDUCTION_FACTOR = 3
 METRIC, MODE = "val_loss", "min"
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
 INSTALL_HINT = "Ray Tune is not installed; install it with: pip install 'mnist-keras[sweep]' (or 'ray[tune]==2.60.0')"
 # Reported by every epoch of a trial (the rest of the history row is reported too).
 EPOCH_KEYS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds")
@@ -237,7 +238,10 @@ def start_ray(ray: Any, address: str | None) -> None:
     """Join the cluster at `address`, or start Ray embedded: this machine's cores, loopback only, no dashboard."""
     quiet = {"log_to_driver": False, "logging_level": "warning"}
     if address:
-        ray.init(address=address, **quiet)
+        host = address.rsplit(":", 1)[0]
+        # A cluster on loopback (tests, one-machine set-ups) must not be reached through the host's public address.
+        local = {"_node_ip_address": "127.0.0.1"} if host in LOOPBACK_HOSTS else {}
+        ray.init(address=address, **quiet, **local)
     else:
         # address="local" always starts a new instance (never someone else's cluster on this host).
         ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False,
