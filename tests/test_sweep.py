@@ -197,7 +197,8 @@ def test_cluster_sweep_survives_losing_a_node_and_resumes_after_the_last_checkpo
 
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, (str(SRC), os.environ.get("PYTHONPATH")))))
     space = load_space(write(tmp_path / "space.toml", SPACE.replace("epochs = 2", "epochs = 4")))
-    loopback = {"node_ip_address": "127.0.0.1", "include_dashboard": False}
+    # Not 127.0.0.1: Ray rewrites that to the host's network address when a driver joins.
+    loopback = {"node_ip_address": "127.0.0.2", "include_dashboard": False}
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, **loopback})
     try:
         victim = cluster.add_node(num_cpus=1, **loopback)

@@ -55,7 +55,6 @@ CHECKPOINTS_KEPT = 2
 ASHA_GRACE_EPOCHS = 1
 ASHA_REDUCTION_FACTOR = 3
 METRIC, MODE = "val_loss", "min"
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
 INSTALL_HINT = "Ray Tune is not installed; install it with: pip install 'mnist-keras[sweep]' (or 'ray[tune]==2.60.0')"
 # Reported by every epoch of a trial (the rest of the history row is reported too).
 EPOCH_KEYS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds")
@@ -239,8 +238,10 @@ def start_ray(ray: Any, address: str | None) -> None:
     quiet = {"log_to_driver": False, "logging_level": "warning"}
     if address:
         host = address.rsplit(":", 1)[0]
-        # A cluster on loopback (tests, one-machine set-ups) must not be reached through the host's public address.
-        local = {"_node_ip_address": "127.0.0.1"} if host in LOOPBACK_HOSTS else {}
+        # A cluster on a loopback address (tests, one-machine set-ups) is joined from that address. Ray
+        # rewrites 127.0.0.1 and localhost to the host's network address, so such a cluster's nodes
+        # are started on another loopback address (e.g. ray start --node-ip-address=127.0.0.2).
+        local = {"_node_ip_address": host} if host.startswith("127.") else {}
         ray.init(address=address, **quiet, **local)
     else:
         # address="local" always starts a new instance (never someone else's cluster on this host).

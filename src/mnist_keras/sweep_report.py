@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from matplotlib.ticker import MaxNLocator
+
 from mnist_keras import plots
 from mnist_keras.report import figure_png, html_table
 from mnist_keras.rundir import write_text_atomic
@@ -88,6 +90,7 @@ def draw_learning_curves(curves: Mapping[str, Sequence[Mapping[str, Any]]], best
             if points:
                 ax.plot(*zip(*points), marker="o", markersize=3, linewidth=width, label=trial_id)
     for ax, label in ((loss_ax, "validation loss"), (accuracy_ax, "validation accuracy")):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
