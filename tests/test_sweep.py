@@ -184,13 +184,43 @@ def test_embedded_sweep_survives_its_driver_being_killed_and_resumes(tmp_path, r
 
 # ---------------------------------------------------------------- a two-node loopback cluster loses a node
 
+# The cluster and its second node, for the callback below: Tune pickles its callbacks, a Cluster does not pickle.
+NODE_LOSS: dict = {}
+
+
+try:
+    import psutil
+    from ray import tune
+except ImportError:  # the test that needs them is skipped below
+    tune = None
+
+if tune is not None:
+
+    class KillVictimNode(tune.Callback):
+        """SIGKILLs the second node as soon as a trial running there reports epoch 1.
+
+        Defined at module level and reading NODE_LOSS, so Tune pickles it by reference.
+        """
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            if NODE_LOSS["killed"] or result.get("epoch") != 1:
+                return
+            try:
+                parents = [process.pid for process in psutil.Process(result["pid"]).parents()]
+            except psutil.NoSuchProcess:
+                return
+            if NODE_LOSS["raylet"] in parents:
+                NODE_LOSS["killed"][trial.trial_id] = result["epoch"]
+                NODE_LOSS["cluster"].remove_node(NODE_LOSS["victim"], allow_graceful=False)
+
+
 
 @pytest.mark.slow
 @pytest.mark.real_data
 def test_cluster_sweep_survives_losing_a_node_and_resumes_after_the_last_checkpoint(tmp_path, real_mnist,
                                                                                    monkeypatch):
-    import psutil
-    from ray import tune
+    if tune is None:
+        pytest.skip("Ray Tune is not installed")
     from ray.cluster_utils import Cluster
 
     from mnist_keras.sweep import SweepPlan, run_sweep
@@ -202,27 +232,16 @@ def test_cluster_sweep_survives_losing_a_node_and_resumes_after_the_last_checkpo
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, **loopback})
     try:
         victim = cluster.add_node(num_cpus=1, **loopback)
-        victim_raylet = victim.all_processes["raylet"][0].process.pid
-        killed: dict[str, int] = {}
-
-        class KillVictimNode(tune.Callback):
-            def on_trial_result(self, iteration, trials, trial, result, **info):
-                if killed or result.get("epoch") != 1:
-                    return
-                try:
-                    parents = [process.pid for process in psutil.Process(result["pid"]).parents()]
-                except psutil.NoSuchProcess:
-                    return
-                if victim_raylet in parents:
-                    killed[trial.trial_id] = result["epoch"]
-                    cluster.remove_node(victim, allow_graceful=False)  # SIGKILL, the node is gone
-
+        NODE_LOSS.update(cluster=cluster, victim=victim, raylet=victim.all_processes["raylet"][0].process.pid,
+                         killed={})
         lines: list[str] = []
         plan = SweepPlan(space, tmp_path / "sweep", address=cluster.address, max_concurrent=2, limit=LIMIT,
                          export_onnx=False)
         result = run_sweep(plan, progress=lines.append, callbacks=[KillVictimNode()])
     finally:
         cluster.shutdown()
+    killed = NODE_LOSS.pop("killed")
+    NODE_LOSS.clear()
     assert killed, "no trial ran on the second node"
     (trial_id,) = killed
     assert [row["status"] for row in result.rows] == ["completed", "completed"]
