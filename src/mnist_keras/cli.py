@@ -167,7 +167,39 @@ def build_parser() -> ArgumentParser:
     export.add_argument("run", metavar="RUN", help="run directory")
     export.add_argument("--format", required=True, choices=("onnx", "saved_model"), help="what to write")
     export.add_argument("--out", metavar="PATH", help="where to write (default: RUN/model.onnx or RUN/saved_model)")
+    add_sweep_commands(commands)
     return parser
+
+
+def add_sweep_commands(commands) -> None:
+    """`sweep` and `seeds`: many training runs on Ray Tune (mnist_keras.sweep)."""
+    sweep = commands.add_parser("sweep", help="search recipe settings on Ray Tune; one run directory per trial")
+    sweep.add_argument("space", metavar="SPACE.toml", help="space file: [recipe] fixed settings, [search] "
+                       "one of grid/choice/uniform/loguniform/randint per setting")
+    sweep.add_argument("--recipe", default="seed", metavar="NAME",
+                       help=f"named recipe the space file starts from: {', '.join(RECIPES)} (default seed)")
+    sweep.add_argument("--samples", type=positive_int, default=1, metavar="N",
+                       help="Ray's num_samples: draws of the random settings, times every grid point (default 1)")
+    sweep.add_argument("--scheduler", choices=("fifo", "asha"), default="fifo",
+                       help="fifo runs every trial to the end (default); asha stops poor trials early")
+    seeds = commands.add_parser("seeds", help="train a recipe once per seed on Ray Tune; mean ± std")
+    seeds.add_argument("recipe", metavar="RECIPE", help=f"named recipe: {', '.join(RECIPES)}")
+    seeds.add_argument("--seeds", default="1-5", metavar="LIST", help="seeds, e.g. 1-5 or 1,2,7 (default 1-5)")
+    seeds.add_argument("--config", metavar="FILE", help="recipe file (.toml or .json) overriding RECIPE's settings")
+    for parser in (sweep, seeds):
+        parser.add_argument("--out", required=True, metavar="DIR", help="sweep directory (trials, results, Ray's)")
+        parser.add_argument("--max-concurrent", type=positive_int, metavar="N",
+                            help="trials at once (default: one per node, on all its cores)")
+        parser.add_argument("--address", metavar="HOST:PORT",
+                            help="join the Ray cluster there (default: Ray embedded on this machine)")
+        parser.add_argument("--resume", action="store_true",
+                            help="continue the sweep in --out after its driver stopped; finished trials are kept")
+        parser.add_argument("--no-onnx", dest="export_onnx", action="store_false",
+                            help="do not export best/model.onnx")
+        # Train and test on the first N images only: for tests and smoke runs.
+        parser.add_argument("--limit", type=positive_int, help=argparse.SUPPRESS)
+        add_data_flag(parser)
+        add_backend_flag(parser)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -223,6 +255,11 @@ def choose_backend(args: argparse.Namespace) -> str:
     if args.command == "train":
         args.plan = plan_training(args)
         return select_backend(args.plan.backend, args.plan.config.model)
+    if args.command in ("sweep", "seeds"):
+        from mnist_keras.sweep import plan_sweep  # imports Ray (or says how to install it), never Keras
+
+        args.sweep_plan = plan_sweep(args, args.backend or requested_backend())
+        return select_backend(args.backend)  # the driver's; each trial chooses its own
     if args.command == "export":
         check_run_dir(Path(args.run))
         # Both formats are written by Keras's TensorFlow exporters; where Keras is already

@@ -87,6 +87,32 @@ def run_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def run_sweep(args: argparse.Namespace) -> int:
+    from mnist_keras.sweep import BEST_DIR, TRIALS_CSV, run_sweep as sweep
+
+    result = sweep(args.sweep_plan, resume=args.resume, progress=lambda line: print(line, flush=True))
+    print(f"trials: {result.out / TRIALS_CSV}")
+    print(f"best trial (lowest validation loss): {result.best} → {result.out / BEST_DIR}" if result.best
+          else "no trial finished")
+    print(f"report: {result.out / REPORT_FILE}")
+    return EXIT_OK
+
+
+def run_seeds(args: argparse.Namespace) -> int:
+    from mnist_keras import environment, studies
+    from mnist_keras.backends import default_backend
+    from mnist_keras.sweep import run_sweep as sweep
+
+    plan = args.sweep_plan
+    result = sweep(plan, resume=args.resume, progress=lambda line: print(line, flush=True))
+    backend = plan.backend or default_backend(plan.space.base.model)
+    summary = studies.summarise(result, plan.space.base, plan.recipe_name or args.recipe,
+                                environment.machine_description(), backend)
+    print(studies.write_summary(result.out, summary), end="")
+    print(f"written to {result.out / studies.SEEDS_JSON} and {result.out / studies.SEEDS_MD}")
+    return EXIT_OK
+
+
 HANDLERS = {
     "data": run_data,
     "train": run_train,
@@ -95,6 +121,8 @@ HANDLERS = {
     "serve": run_serve,
     "report": run_report,
     "export": run_export,
+    "sweep": run_sweep,
+    "seeds": run_seeds,
 }
 
 

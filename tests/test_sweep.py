@@ -1,0 +1,255 @@
+"""Sweeps on Ray Tune: space files, an embedded sweep killed and resumed, a two-node cluster that loses a node.
+
+The Ray tests train on a slice of the real MNIST (`--limit`), small networks, few epochs.
+Ray runs on loopback only; every process a test starts is stopped by its id (never `ray stop`).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mnist_keras import cli
+from mnist_keras.errors import ConfigError
+from mnist_keras.space import load_space
+
+os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+# A slice of the training set that trains in well under a second per epoch.
+LIMIT = 2000
+SMALL_NETWORK = """
+hidden_units = [32, 16]
+dropout_rates = [0.1, 0.1]
+batch_norm = [false, false]
+"""
+SPACE = f"""
+[recipe]
+epochs = 2
+{SMALL_NETWORK}
+[search]
+learning_rate = {{ loguniform = [1e-3, 3e-3] }}
+seed = {{ grid = [1, 2] }}
+"""
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def read_trials(out: Path) -> list[dict[str, str]]:
+    with open(out / "trials.csv", newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+# ---------------------------------------------------------------- space files (no Ray started)
+
+
+BAD_SPACES = {
+    "unknown field": ("[search]\nlearnin_rate = { choice = [0.1] }\n", "unknown recipe setting"),
+    "unknown kind": ("[search]\nlearning_rate = { normal = [0.1, 0.2] }\n", "unknown kind"),
+    "two kinds": ("[search]\nlearning_rate = { choice = [0.1], uniform = [0.1, 0.2] }\n", "exactly one"),
+    "reversed range": ("[search]\nlearning_rate = { uniform = [0.2, 0.1] }\n", "low < high"),
+    "log of zero": ("[search]\nlearning_rate = { loguniform = [0, 0.1] }\n", "positive low bound"),
+    "refused value": ("[search]\ndropout_rates = { choice = [[0.3, 0.3, 2.0]] }\n", "refused"),
+    "refused extreme": ("[search]\nbatch_size = { randint = [0, 64] }\n", "refused"),
+    "real draw for int": ("[search]\nepochs = { uniform = [1, 3] }\n", "randint"),
+    "unknown table": ("[serach]\nseed = { grid = [1] }\n", "unknown table"),
+    "bad fixed recipe": ("[recipe]\nepochs = 0\n[search]\nseed = { grid = [1] }\n", "[recipe]"),
+    "nothing searched": ("[recipe]\nepochs = 1\n", "no recipe field"),
+    "not toml": ("[search\n", "not valid TOML"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_SPACES))
+def test_space_file_errors_are_one_line_and_exit_2_before_any_trial(name, tmp_path, capsys):
+    text, expected = BAD_SPACES[name]
+    out = tmp_path / "sweep"
+    code = cli.main(["sweep", str(write(tmp_path / "space.toml", text)), "--out", str(out)])
+    error = capsys.readouterr().err
+    assert code == 2
+    assert error.count("\n") == 1 and expected in error
+    assert not out.exists()  # nothing written, no trial started
+
+
+def test_space_file_extremes_and_record_round_trip(tmp_path):
+    space = load_space(write(tmp_path / "space.toml", SPACE))
+    assert space.searched == ("learning_rate", "seed")
+    assert space.base.epochs == 2 and space.base.hidden_units == (32, 16)
+    assert type(space).from_record(space.to_record()) == space
+    assert space.config_for({"learning_rate": 2e-3, "seed": 2}).learning_rate == 2e-3
+    with pytest.raises(ConfigError):
+        load_space(tmp_path / "missing.toml")
+
+
+def test_sweep_without_ray_says_how_to_install_it(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now fails as if Ray were not installed
+    code = cli.main(["sweep", str(write(tmp_path / "space.toml", SPACE)), "--out", str(tmp_path / "sweep")])
+    error = capsys.readouterr().err
+    assert code == 2 and error.count("\n") == 1
+    assert "pip install 'mnist-keras[sweep]'" in error
+
+
+def test_existing_sweep_needs_resume(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    out.mkdir()
+    (out / "sweep.json").write_text("{}")
+    code = cli.main(["sweep", str(write(tmp_path / "space.toml", SPACE)), "--out", str(out)])
+    assert code == 2 and "--resume" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- embedded Ray: a sweep, its driver killed, resumed
+
+
+def sweep_command(space: Path, out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "mnist_keras.cli", "sweep", str(space), "--out", str(out),
+            "--limit", str(LIMIT), "--no-onnx", "--max-concurrent", "1", *extra]
+
+
+def child_environment() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(SRC), os.environ.get("PYTHONPATH"))))}
+
+
+def descendants(pid: int) -> list[int]:
+    import psutil
+
+    try:
+        return [child.pid for child in psutil.Process(pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def kill_pids(pids: list[int]) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def finished_trials(out: Path) -> list[Path]:
+    return sorted(path.parent for path in (out / "trials").glob("*/metrics.json"))
+
+
+@pytest.mark.slow
+@pytest.mark.real_data
+def test_embedded_sweep_survives_its_driver_being_killed_and_resumes(tmp_path, real_mnist):
+    space, out = write(tmp_path / "space.toml", SPACE), tmp_path / "sweep"
+    driver = subprocess.Popen(sweep_command(space, out), env=child_environment(), start_new_session=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not finished_trials(out) and driver.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert finished_trials(out), "no trial finished before the deadline"
+        first = finished_trials(out)[0]
+        first_mtime = (first / "metrics.json").stat().st_mtime_ns
+        started = descendants(driver.pid)
+        os.killpg(driver.pid, signal.SIGKILL)  # the driver and everything in its session
+        driver.wait(timeout=30)
+        kill_pids(started)  # any Ray process that left the session
+    finally:
+        if driver.poll() is None:
+            kill_pids(descendants(driver.pid))
+            driver.kill()
+    assert not (out / "trials.csv").exists()
+
+    resumed = subprocess.run(sweep_command(space, out, "--resume"), env=child_environment(), capture_output=True,
+                             text=True, timeout=400)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    rows = read_trials(out)
+    assert [row["status"] for row in rows] == ["completed", "completed"]
+    assert set(rows[0]) >= {"trial_id", "learning_rate", "seed", "status", "epochs_trained", "best_val_loss",
+                            "test_accuracy", "train_seconds"}
+    assert (first / "metrics.json").stat().st_mtime_ns == first_mtime  # the finished trial was not redone
+    best = min(rows, key=lambda row: float(row["best_val_loss"]))
+    assert json.loads((out / "best" / "metrics.json").read_text()) == \
+        json.loads((out / "trials" / best["trial_id"] / "metrics.json").read_text())
+    for name in ("model.keras", "config.json", "history.csv", "report.html"):
+        assert (out / "best" / name).is_file()
+    report = (out / "report.html").read_text()
+    assert report.count("data:image/png;base64,") == 2 and "http" not in report.replace("http-equiv", "")
+    assert "best trial (lowest validation loss)" in resumed.stdout
+    assert (out / "tune" / "tuner.pkl").is_file()  # Ray's own experiment directory lives under --out
+
+
+# ---------------------------------------------------------------- a two-node loopback cluster loses a node
+
+# The cluster and its second node, for the callback below: Tune pickles its callbacks, a Cluster does not pickle.
+NODE_LOSS: dict = {}
+
+
+try:
+    import psutil
+    from ray import tune
+except ImportError:  # the test that needs them is skipped below
+    tune = None
+
+if tune is not None:
+
+    class KillVictimNode(tune.Callback):
+        """SIGKILLs the second node as soon as a trial running there reports epoch 1.
+
+        Defined at module level and reading NODE_LOSS, so Tune pickles it by reference.
+        """
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            if NODE_LOSS["killed"] or result.get("epoch") != 1:
+                return
+            try:
+                parents = [process.pid for process in psutil.Process(result["pid"]).parents()]
+            except psutil.NoSuchProcess:
+                return
+            if NODE_LOSS["raylet"] in parents:
+                NODE_LOSS["killed"][trial.trial_id] = result["epoch"]
+                NODE_LOSS["cluster"].remove_node(NODE_LOSS["victim"], allow_graceful=False)
+
+
+
+@pytest.mark.slow
+@pytest.mark.real_data
+def test_cluster_sweep_survives_losing_a_node_and_resumes_after_the_last_checkpoint(tmp_path, real_mnist,
+                                                                                   monkeypatch):
+    if tune is None:
+        pytest.skip("Ray Tune is not installed")
+    from ray.cluster_utils import Cluster
+
+    from mnist_keras.sweep import SweepPlan, run_sweep
+
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, (str(SRC), os.environ.get("PYTHONPATH")))))
+    space = load_space(write(tmp_path / "space.toml", SPACE.replace("epochs = 2", "epochs = 4")))
+    # Not 127.0.0.1: Ray rewrites that to the host's network address when a driver joins.
+    loopback = {"node_ip_address": "127.0.0.2", "include_dashboard": False}
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, **loopback})
+    try:
+        victim = cluster.add_node(num_cpus=1, **loopback)
+        NODE_LOSS.update(cluster=cluster, victim=victim, raylet=victim.all_processes["raylet"][0].process.pid,
+                         killed={})
+        lines: list[str] = []
+        plan = SweepPlan(space, tmp_path / "sweep", address=cluster.address, max_concurrent=2, limit=LIMIT,
+                         export_onnx=False)
+        result = run_sweep(plan, progress=lines.append, callbacks=[KillVictimNode()])
+    finally:
+        cluster.shutdown()
+    killed = NODE_LOSS.pop("killed")
+    NODE_LOSS.clear()
+    assert killed, "no trial ran on the second node"
+    (trial_id,) = killed
+    assert [row["status"] for row in result.rows] == ["completed", "completed"]
+    assert any("retrying from its checkpoint" in line for line in lines)
+    # Every epoch the lost trial reported, across both attempts: epoch 1 was not run again.
+    trial_dir = next(path for path in (tmp_path / "sweep" / "tune").iterdir() if trial_id in path.name)
+    reports = [json.loads(line) for line in (trial_dir / "result.json").read_text().splitlines() if line.strip()]
+    epochs = [report["epoch"] for report in reports if report.get("epoch") is not None]
+    assert epochs == sorted(set(epochs)) and epochs[0] == 1 and epochs[-1] == 4, epochs
+    history = (tmp_path / "sweep" / "trials" / trial_id / "history.csv").read_text().splitlines()
+    assert len(history) == 1 + 4
