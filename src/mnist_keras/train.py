@@ -63,7 +63,7 @@ def with_not_digits(images: np.ndarray, labels: np.ndarray, fraction: float, see
     from mnist_keras.nondigit import synthetic_negatives
 
     count = round(len(images) * fraction / (1.0 - fraction))
-    negatives = synthetic_negatives(count, seed).reshape(count, -1)
+    negatives = synthetic_negatives(count, seed).reshape(count, *images.shape[1:])
     return (np.concatenate([images, negatives]),
             np.concatenate([labels, np.full(count, NOT_DIGIT_LABEL, dtype=labels.dtype)]))
 
