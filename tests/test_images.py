@@ -136,12 +136,47 @@ def test_noise_and_specks_are_removed(reference):
     assert_close(preprocess_image_bytes(encode(image)), reference)
 
 
-def test_mnist_style_input_passes_through_unchanged():
-    rng = np.random.default_rng(1)
+def mnist_like_one(top: int = 4, left: int = 12, height: int = 20, peak: int = 255) -> np.ndarray:
+    """A 28×28 light-on-black bar (a "1"), `height` tall, ink peaking at `peak`."""
     digit = np.zeros((IMAGE_SIDE, IMAGE_SIDE), dtype=np.uint8)
-    digit[6:22, 12:16] = rng.integers(100, 256, size=(16, 4))  # off-centre on purpose: it must stay put
+    digit[top : top + height, left : left + 4] = np.linspace(peak // 2, peak, 4).astype(np.uint8)
+    return digit
+
+
+def test_mnist_shaped_input_is_unchanged():
+    digit = mnist_like_one()  # 20 tall, full contrast, centre of mass at (14, 14)
+    assert ndimage.center_of_mass(digit) == pytest.approx((13.5, 13.9), abs=0.6)
     result = preprocess_image_bytes(encode(Image.fromarray(digit)))
-    np.testing.assert_array_equal(result, digit.astype(np.float32) / 255)
+    np.testing.assert_allclose(result, digit.astype(np.float32) / 255, atol=1e-6)
+
+
+def test_faint_28x28_input_is_stretched_to_full_contrast():
+    faint = mnist_like_one(peak=140)  # ink peaking at grey 140/255, as users' canvases give it
+    result = preprocess_image_bytes(encode(Image.fromarray(faint)))
+    assert result.max() == pytest.approx(1.0)
+    np.testing.assert_allclose(result, preprocess_image_bytes(encode(Image.fromarray(mnist_like_one()))),
+                               atol=0.01)
+
+
+def test_small_off_centre_28x28_input_is_boxed_and_centred():
+    small = mnist_like_one(top=1, left=2, height=10, peak=200)
+    result = preprocess_image_bytes(encode(Image.fromarray(small)))
+    assert max(ink_box(result > 0.05)) == DIGIT_BOX_SIDE
+    assert ndimage.center_of_mass(result) == pytest.approx((14, 14), abs=1.0)
+
+
+def test_stray_speck_in_a_28x28_input_is_dropped():
+    digit = mnist_like_one()
+    digit[1, 1] = 90  # a dust speck far from the stroke
+    result = preprocess_image_bytes(encode(Image.fromarray(digit)))
+    assert result[:3, :3].max() == 0
+
+
+@pytest.mark.real_data
+def test_mnist_test_digits_come_through_nearly_unchanged(real_mnist):
+    digits = real_mnist.x_test[:500].astype(np.float32) / 255
+    differences = np.array([np.abs(mnist_style(digit) - digit).mean() for digit in digits])
+    assert np.median(differences) < 0.01  # anti-aliased haze trimmed, nothing moved
 
 
 def test_mnist_style_rejects_non_two_dimensional_arrays():

@@ -1,0 +1,108 @@
+"""Accuracy on handwriting that is not MNIST, and the "not a digit" decision, for one or more runs.
+
+    python benchmarks/handwriting.py RUN [RUN ...] [--count 2000] [--negatives 2000] [--seed 0] [--json FILE]
+
+Every image is read by the same code as `mnist-keras predict`: files through
+`images.preprocess_image_file`, the run's Keras model, then
+`evaluate.digit_probabilities` and `nondigit.is_digit`. Sets:
+
+- optdigits: scikit-learn's 1,797 8×8 digits upscaled to 64×64 PNG, dark on
+  light and light on dark (3,594 files);
+- faint 28×28: MNIST test digits as users' own 28×28 drawings (thin, ink
+  peaking at grey 140, off-centre), saved as PNG;
+- re-drawn: MNIST test digits re-drawn on paper by `mnist_keras.redraw`;
+- MNIST test: the test set through the image path (28×28 PNG files);
+- held-out negatives: `handwriting.heldout_negatives` (letters drawn as pen
+  strokes and in STIX / Computer Modern fonts, words, spirals, zigzags, loops,
+  noise, stripes, checkerboards, flat grey), files and raw pixels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", metavar="RUN", nargs="+", help="run directories")
+    parser.add_argument("--count", type=int, default=2000, help="MNIST test digits per derived set (default 2000)")
+    parser.add_argument("--negatives", type=int, default=2000, help="held-out non-digits (default 2000)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for the derived sets (default 0)")
+    parser.add_argument("--json", metavar="FILE", help="also write the figures to FILE as JSON")
+    args = parser.parse_args(argv)
+
+    from mnist_keras.backends import select_backend
+    from mnist_keras.rundir import read_run_config
+
+    select_backend(family=read_run_config(Path(args.runs[0])).model)
+
+    from mnist_keras import handwriting
+    from mnist_keras.data import load_mnist
+    from mnist_keras.inference import KerasPredictor
+    from mnist_keras.redraw import write_redrawn
+
+    mnist = load_mnist()
+    digits, labels = mnist.x_test[: args.count], mnist.y_test[: args.count]
+    sets: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    with tempfile.TemporaryDirectory(prefix="handwriting-") as directory:
+        root = Path(directory)
+        paths, optdigit_labels = handwriting.write_optdigits(root / "optdigits")
+        sets["optdigits"] = (*handwriting.read_files(paths), optdigit_labels)
+        faint = handwriting.faint_user_digits(digits, seed=args.seed)
+        sets["faint 28x28"] = (*handwriting.read_files(handwriting.write_images(faint, labels, root / "faint",
+                                                                                  "faint")), labels)
+        sets["re-drawn"] = (*handwriting.read_files(write_redrawn(digits, root / "redrawn", seed=args.seed)), labels)
+        sets["MNIST test"] = (*handwriting.read_files(handwriting.write_images(digits, labels, root / "mnist",
+                                                                                 "mnist")), labels)
+        negatives = handwriting.heldout_negatives(args.negatives, args.seed)
+        negative_inputs, negative_readable = handwriting.negative_inputs(negatives, root / "negatives")
+
+    results = {}
+    for run in args.runs:
+        results[run] = measure(KerasPredictor(run), sets, negatives, negative_inputs, negative_readable)
+        print_run(run, results[run])
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+def measure(predictor, sets, negatives, negative_inputs, negative_readable) -> dict:
+    from mnist_keras.evaluate import digit_probabilities
+    from mnist_keras.handwriting import is_digit_rates
+
+    figures: dict = {"sets": {}}
+    for name, (inputs, readable, labels) in sets.items():
+        outputs = predictor.predict(inputs.reshape(len(inputs), -1))
+        correct = (digit_probabilities(outputs).argmax(axis=1) == labels) & readable
+        kept = is_digit_rates(inputs, outputs, readable)
+        figures["sets"][name] = {"images": len(labels), "accuracy": round(float(correct.mean()), 4),
+                                 "is_digit_true": round(float(kept.mean()), 4),
+                                 "unreadable": int((~readable).sum())}
+    outputs = predictor.predict(negative_inputs.reshape(len(negative_inputs), -1))
+    refused = ~is_digit_rates(negative_inputs, outputs, negative_readable)
+    kinds = np.array([negative.kind for negative in negatives])
+    figures["negatives"] = {"images": len(negatives), "is_digit_false": round(float(refused.mean()), 4),
+                            "per_kind": {kind: round(float(refused[kinds == kind].mean()), 4)
+                                         for kind in dict.fromkeys(kinds)}}
+    return figures
+
+
+def print_run(run: str, figures: dict) -> None:
+    print(f"\nrun {run}")
+    print(f"{'set':<14} {'images':>7} {'accuracy':>9} {'is_digit true':>14}")
+    for name, row in figures["sets"].items():
+        print(f"{name:<14} {row['images']:>7,} {row['accuracy']:>9.2%} {row['is_digit_true']:>14.2%}")
+    negatives = figures["negatives"]
+    print(f"{'non-digits':<14} {negatives['images']:>7,} {'':>9} {1 - negatives['is_digit_false']:>14.2%}"
+          f"   (is_digit false {negatives['is_digit_false']:.2%})")
+    print("  " + ", ".join(f"{kind} {rate:.0%}" for kind, rate in negatives["per_kind"].items()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
