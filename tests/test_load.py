@@ -52,7 +52,7 @@ def test_sixteen_clients_get_every_answer_right_and_memory_stays_flat(load_scrip
 def test_a_wrong_answer_is_caught(load_script):
     # The check the load test relies on: an answer that differs from the model's is reported.
     payload = load_script.Payload(b"", "application/json", expected_digit=3, expected_probabilities=[0.1] * 10)
-    right = {"digit": 3, "confidence": 0.1, "probabilities": [0.1] * 10, "image": [[0.0] * 28] * 28}
+    right = {"digit": 3, "confidence": 0.1, "probabilities": [0.1] * 10, "is_digit": False, "image": [[0.0] * 28] * 28}
     assert load_script.problem_with(json.dumps(right).encode(), payload) is None
     for change in ({"digit": 4}, {"probabilities": [0.2] * 10}, {"image": [[0.0] * 28]}, {"extra": 1}):
         assert load_script.problem_with(json.dumps({**right, **change}).encode(), payload) is not None

@@ -18,7 +18,7 @@ from PIL import Image, ImageDraw
 
 from mnist_keras.constants import IMAGE_SIDE, NUM_CLASSES, NUM_PIXELS
 from mnist_keras.images import preprocess_image_bytes
-from mnist_keras.serve import STATIC_DIR, create_app
+from mnist_keras.serve import STATIC_DIR, ServiceLimits, create_app
 
 PREDICTION_FIELDS = {"digit", "confidence", "probabilities", "is_digit", "image"}
 
@@ -233,13 +233,13 @@ def test_broken_multipart_is_4xx(client):
 def test_multipart_the_parser_refuses_is_422_or_413(client, predictor):
     response = client.post("/predict", content=b"x", headers={"content-type": "multipart/form-data"})
     assert_error(response, 422, "boundary")
-    limited = TestClient(create_app(predictor, max_batch_images=2))
+    limited = TestClient(create_app(predictor, ServiceLimits(max_batch_images=2)))
     files = [("files", (f"{index}.png", drawing(index), "image/png")) for index in range(5)]
     assert_error(limited.post("/predict/batch", files=files), 413, "too many files")
 
 
 def test_json_over_its_limit_is_413_before_parsing(predictor):
-    client = TestClient(create_app(predictor, max_batch_images=2))
+    client = TestClient(create_app(predictor, ServiceLimits(max_batch_images=2)))
     # Two images' worth of pixels fit; a body of numbers well beyond that is refused unparsed.
     images = [mnist_pixels(band).tolist() for band in range(2)]
     assert client.post("/predict/batch", json={"images": images}).status_code == 200
@@ -269,7 +269,7 @@ def test_only_a_few_images_are_decoded_at_once(predictor, monkeypatch):
                 decoding -= 1
 
     monkeypatch.setattr(serve, "preprocess_image_bytes", watched_preprocess)
-    client = TestClient(create_app(predictor, max_concurrent_decodes=2))
+    client = TestClient(create_app(predictor, ServiceLimits(max_concurrent_decodes=2)))
     with ThreadPoolExecutor(max_workers=8) as pool:
         responses = list(pool.map(
             lambda band: client.post("/predict", files={"file": ("d.png", drawing(band), "image/png")}), range(8)
@@ -279,7 +279,7 @@ def test_only_a_few_images_are_decoded_at_once(predictor, monkeypatch):
 
 
 def test_body_over_the_request_limit_is_413(predictor):
-    client = TestClient(create_app(predictor, max_request_bytes=10_000), raise_server_exceptions=False)
+    client = TestClient(create_app(predictor, ServiceLimits(max_request_bytes=10_000)), raise_server_exceptions=False)
     big = bytes(20_000)
     assert_error(client.post("/predict", files={"file": ("big.png", big, "image/png")}), 413, "limit")
     # Without a Content-Length (streamed), the bytes that arrive are counted instead.
@@ -293,14 +293,14 @@ def test_body_over_the_request_limit_is_413(predictor):
 
 def test_image_over_the_byte_or_pixel_limit_is_413(predictor):
     data = drawing(2)
-    small_files = TestClient(create_app(predictor, max_image_bytes=len(data) - 1))
+    small_files = TestClient(create_app(predictor, ServiceLimits(max_image_bytes=len(data) - 1)))
     assert_error(small_files.post("/predict", files={"file": ("d.png", data, "image/png")}), 413, "limit")
-    few_pixels = TestClient(create_app(predictor, max_image_pixels=280 * 280 - 1))
+    few_pixels = TestClient(create_app(predictor, ServiceLimits(max_image_pixels=280 * 280 - 1)))
     assert_error(few_pixels.post("/predict", files={"file": ("d.png", data, "image/png")}), 413, "pixels")
 
 
 def test_batch_limits_and_errors(predictor, client):
-    limited = TestClient(create_app(predictor, max_batch_images=2))
+    limited = TestClient(create_app(predictor, ServiceLimits(max_batch_images=2)))
     three = [mnist_pixels(band).tolist() for band in range(3)]
     assert_error(limited.post("/predict/batch", json={"images": three}), 413, "limit of 2")
     files = [("files", (f"{band}.png", drawing(band), "image/png")) for band in range(3)]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -217,25 +218,195 @@ def media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
-def create_app(
-    source: Any,
-    max_image_bytes: int = MAX_IMAGE_BYTES,
-    max_image_pixels: int = MAX_IMAGE_PIXELS,
-    max_request_bytes: int = MAX_REQUEST_BYTES,
-    max_batch_images: int = MAX_BATCH_IMAGES,
-    max_concurrent_decodes: int = MAX_CONCURRENT_DECODES,
-) -> FastAPI:
+# ---------------------------------------------------------------- limits
+
+
+@dataclasses.dataclass(frozen=True)
+class ServiceLimits:
+    """How much one request may ask of the service."""
+
+    max_image_bytes: int = MAX_IMAGE_BYTES
+    max_image_pixels: int = MAX_IMAGE_PIXELS
+    max_request_bytes: int = MAX_REQUEST_BYTES
+    max_batch_images: int = MAX_BATCH_IMAGES
+    max_concurrent_decodes: int = MAX_CONCURRENT_DECODES
+
+    @property
+    def max_json_bytes(self) -> int:
+        """JSON bodies: room for a full batch of pixel arrays, and no more."""
+        return self.max_batch_images * NUM_PIXELS * JSON_BYTES_PER_NUMBER
+
+
+# ---------------------------------------------------------------- the decode pool
+
+
+class DecodePool:
+    """Image decoding on a few dedicated threads (see MAX_CONCURRENT_DECODES), off the event loop."""
+
+    def __init__(self, workers: int) -> None:
+        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mnist-keras-decode")
+
+    async def run(self, function: Callable[[], Any]) -> Any:
+        """`function()` on a decoding thread; the event loop keeps serving meanwhile."""
+        return await asyncio.get_running_loop().run_in_executor(self.executor, function)
+
+    def shutdown(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+# ---------------------------------------------------------------- body parsing
+
+
+async def read_json_body(request: Request, key: str, max_bytes: int) -> Any:
+    """The value under `key` of a JSON object body; 413 over `max_bytes`, 422 for anything malformed."""
+    data = await request.body()
+    if len(data) > max_bytes:
+        raise RequestProblem(413, f"JSON body is {len(data):,} bytes, over the limit of {max_bytes:,}")
+    try:
+        # Parsed off the event loop: a megabyte of JSON takes a noticeable moment.
+        body = await run_in_threadpool(json.loads, data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise RequestProblem(422, f"body is not valid JSON ({error})") from None
+    except RecursionError:
+        raise RequestProblem(422, "body is not usable JSON (nested too deeply)") from None
+    if not isinstance(body, dict) or key not in body:
+        raise RequestProblem(422, f"JSON body must be an object with the key {key!r}")
+    return body[key]
+
+
+async def upload_bytes(value: Any, field: str, max_bytes: int) -> bytes:
+    """The bytes of one uploaded file; 422 for a text field, 413 over `max_bytes`."""
+    if not isinstance(value, UploadFile):
+        raise RequestProblem(422, f"field {field!r} must be a file upload, not text")
+    data = await value.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise RequestProblem(413, f"{field}: image is over the limit of {max_bytes:,} bytes")
+    return data
+
+
+@contextlib.asynccontextmanager
+async def read_form(request: Request, max_files: int) -> AsyncIterator[FormData]:
+    """The parsed multipart body, closed afterwards; a body the parser refuses is the client's fault."""
+    try:
+        form = await request.form(max_files=max_files, max_fields=MAX_FORM_FIELDS)
+    except HTTPException as error:  # Starlette's 400 for any multipart it cannot or will not parse
+        raise multipart_problem(str(error.detail)) from None
+    try:
+        yield form
+    finally:
+        await form.close()
+
+
+def unsupported(request: Request, file_field: str, json_field: str) -> RequestProblem:
+    shown = media_type(request) or "none"
+    return RequestProblem(
+        415, f"unsupported content type {shown!r}: send multipart/form-data with field {file_field!r} "
+        f"or application/json with key {json_field!r}"
+    )
+
+
+# ---------------------------------------------------------------- the service
+
+
+class Service:
+    """What the routes share: the predictor, the limits and the decode pool."""
+
+    def __init__(self, predictor: Any, limits: ServiceLimits) -> None:
+        self.predictor = predictor
+        self.limits = limits
+        self.decoders = DecodePool(limits.max_concurrent_decodes)
+        # Model calls are serialised: not every backend's predict is safe to run concurrently,
+        # while decoding and preprocessing (the larger share of the work) still run in parallel.
+        self.predict_lock = threading.Lock()
+
+    def image_from_bytes(self, data: bytes) -> np.ndarray:
+        return preprocess_image_bytes(data, max_bytes=self.limits.max_image_bytes,
+                                      max_pixels=self.limits.max_image_pixels)
+
+    def answer(self, images: list[np.ndarray]) -> list[dict[str, Any]]:
+        """A record per image, with the 28×28 image the model read."""
+        with self.predict_lock:
+            records = predict_images(self.predictor, images)
+        return [{**record, "image": image_as_lists(image)} for record, image in zip(records, images)]
+
+
+def service_of(request: Request) -> Service:
+    return request.app.state.service
+
+
+# ---------------------------------------------------------------- routes
+
+
+async def drawing_page() -> HTMLResponse:
+    return HTMLResponse((STATIC_DIR / "index.html").read_text(encoding="utf-8"))
+
+
+async def healthz(request: Request) -> dict[str, str]:
+    """Liveness: the model is loaded and the service answers."""
+    predictor = service_of(request).predictor
+    return {"status": "ok", "predictor": str(getattr(predictor, "name", type(predictor).__name__))}
+
+
+async def predict(request: Request) -> dict[str, Any]:
+    """Read one digit: an image upload in field `file`, or JSON `{"pixels": [...]}`."""
+    service = service_of(request)
+    kind = media_type(request)
+    if kind == "multipart/form-data":
+        async with read_form(request, max_files=1) as form:
+            if "file" not in form:
+                raise RequestProblem(422, "multipart body has no field 'file'")
+            data = await upload_bytes(form["file"], "file", service.limits.max_image_bytes)
+        image = await service.decoders.run(lambda: service.image_from_bytes(data))
+    elif kind == "application/json":
+        image = pixels_to_image(await read_json_body(request, "pixels", service.limits.max_json_bytes))
+    else:
+        raise unsupported(request, "file", "pixels")
+    return (await run_in_threadpool(service.answer, [image]))[0]
+
+
+async def predict_batch(request: Request) -> list[dict[str, Any]]:
+    """Read several digits: image uploads in field `files`, or JSON `{"images": [pixels, ...]}`."""
+    service = service_of(request)
+    limits = service.limits
+    kind = media_type(request)
+    if kind == "multipart/form-data":
+        async with read_form(request, max_files=limits.max_batch_images + 1) as form:
+            values = form.getlist("files")
+            check_batch_size(len(values), limits.max_batch_images, "files")
+            uploads = [await upload_bytes(value, f"files[{index}]", limits.max_image_bytes)
+                       for index, value in enumerate(values)]
+        images = await service.decoders.run(
+            lambda: [with_index(index, service.image_from_bytes, data) for index, data in enumerate(uploads)]
+        )
+    elif kind == "application/json":
+        items = await read_json_body(request, "images", limits.max_json_bytes)
+        if not isinstance(items, list):
+            raise RequestProblem(422, "'images' must be a list of pixel arrays")
+        check_batch_size(len(items), limits.max_batch_images, "images")
+        images = [with_index(index, pixels_to_image, item) for index, item in enumerate(items)]
+    else:
+        raise unsupported(request, "files", "images")
+    return await run_in_threadpool(service.answer, images)
+
+
+def add_routes(app: FastAPI, limits: ServiceLimits) -> None:
+    app.add_api_route("/", drawing_page, methods=["GET"], response_class=HTMLResponse, include_in_schema=False)
+    app.add_api_route("/healthz", healthz, methods=["GET"])
+    app.add_api_route("/predict", predict, methods=["POST"], response_model=Prediction, responses=ERROR_RESPONSES,
+                      openapi_extra=request_body_doc("file", "pixels", many=False, max_items=1))
+    app.add_api_route("/predict/batch", predict_batch, methods=["POST"], response_model=list[Prediction],
+                      responses=ERROR_RESPONSES,
+                      openapi_extra=request_body_doc("files", "images", many=True, max_items=limits.max_batch_images))
+
+
+def create_app(source: Any, limits: ServiceLimits = ServiceLimits()) -> FastAPI:
     """The FastAPI app serving the predictor of `source` (a run directory, or an object with `.predict`)."""
-    predictor = load_source(source)
-    # Model calls are serialised: not every backend's predict is safe to run concurrently,
-    # while decoding and preprocessing (the larger share of the work) still run in parallel.
-    predict_lock = threading.Lock()
-    decoders = ThreadPoolExecutor(max_workers=max_concurrent_decodes, thread_name_prefix="mnist-keras-decode")
+    service = Service(load_source(source), limits)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
-        decoders.shutdown(wait=False, cancel_futures=True)
+        service.decoders.shutdown()
 
     # The API docs (/docs, /redoc) load Swagger UI from the package, not a CDN: they work offline.
     app = FastAPIOffline(
@@ -244,115 +415,11 @@ def create_app(
         description="Read handwritten digits: upload an image or send 28x28 pixels. The drawing page is at `/`.",
         lifespan=lifespan,
     )
-    app.add_middleware(BodyLimit, max_bytes=max_request_bytes)
+    app.state.service = service
+    app.add_middleware(BodyLimit, max_bytes=limits.max_request_bytes)
     install_error_handlers(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-
-    def image_from_bytes(data: bytes) -> np.ndarray:
-        return preprocess_image_bytes(data, max_bytes=max_image_bytes, max_pixels=max_image_pixels)
-
-    async def decoded(function: Callable[[], Any]) -> Any:
-        """`function()` (image decoding) on the decoding threads, without blocking the event loop."""
-        return await asyncio.get_running_loop().run_in_executor(decoders, function)
-
-    def answer(images: list[np.ndarray]) -> list[dict[str, Any]]:
-        with predict_lock:
-            records = predict_images(predictor, images)
-        return [{**record, "image": image_as_lists(image)} for record, image in zip(records, images)]
-
-    async def upload_bytes(value: Any, field: str) -> bytes:
-        if not isinstance(value, UploadFile):
-            raise RequestProblem(422, f"field {field!r} must be a file upload, not text")
-        data = await value.read(max_image_bytes + 1)
-        if len(data) > max_image_bytes:
-            raise RequestProblem(413, f"{field}: image is over the limit of {max_image_bytes:,} bytes")
-        return data
-
-    max_json_bytes = max_batch_images * NUM_PIXELS * JSON_BYTES_PER_NUMBER
-
-    async def read_json(request: Request, key: str) -> Any:
-        data = await request.body()
-        if len(data) > max_json_bytes:
-            raise RequestProblem(413, f"JSON body is {len(data):,} bytes, over the limit of {max_json_bytes:,}")
-        try:
-            # Parsed off the event loop: a megabyte of JSON takes a noticeable moment.
-            body = await run_in_threadpool(json.loads, data)
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise RequestProblem(422, f"body is not valid JSON ({error})") from None
-        except RecursionError:
-            raise RequestProblem(422, "body is not usable JSON (nested too deeply)") from None
-        if not isinstance(body, dict) or key not in body:
-            raise RequestProblem(422, f"JSON body must be an object with the key {key!r}")
-        return body[key]
-
-    def unsupported(request: Request, file_field: str, json_field: str) -> RequestProblem:
-        shown = media_type(request) or "none"
-        return RequestProblem(
-            415, f"unsupported content type {shown!r}: send multipart/form-data with field {file_field!r} "
-            f"or application/json with key {json_field!r}"
-        )
-
-    @contextlib.asynccontextmanager
-    async def read_form(request: Request, max_files: int) -> AsyncIterator[FormData]:
-        """The parsed multipart body, closed afterwards; a body the parser refuses is the client's fault."""
-        try:
-            form = await request.form(max_files=max_files, max_fields=MAX_FORM_FIELDS)
-        except HTTPException as error:  # Starlette's 400 for any multipart it cannot or will not parse
-            raise multipart_problem(str(error.detail)) from None
-        try:
-            yield form
-        finally:
-            await form.close()
-
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    async def drawing_page() -> HTMLResponse:
-        return HTMLResponse((STATIC_DIR / "index.html").read_text(encoding="utf-8"))
-
-    @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        """Liveness: the model is loaded and the service answers."""
-        return {"status": "ok", "predictor": str(getattr(predictor, "name", type(predictor).__name__))}
-
-    @app.post("/predict", response_model=Prediction, responses=ERROR_RESPONSES,
-              openapi_extra=request_body_doc("file", "pixels", many=False, max_items=1))
-    async def predict(request: Request) -> dict[str, Any]:
-        """Read one digit: an image upload in field `file`, or JSON `{"pixels": [...]}`."""
-        kind = media_type(request)
-        if kind == "multipart/form-data":
-            async with read_form(request, max_files=1) as form:
-                if "file" not in form:
-                    raise RequestProblem(422, "multipart body has no field 'file'")
-                data = await upload_bytes(form["file"], "file")
-            image = await decoded(lambda: image_from_bytes(data))
-        elif kind == "application/json":
-            image = pixels_to_image(await read_json(request, "pixels"))
-        else:
-            raise unsupported(request, "file", "pixels")
-        return (await run_in_threadpool(answer, [image]))[0]
-
-    @app.post("/predict/batch", response_model=list[Prediction], responses=ERROR_RESPONSES,
-              openapi_extra=request_body_doc("files", "images", many=True, max_items=max_batch_images))
-    async def predict_batch(request: Request) -> list[dict[str, Any]]:
-        """Read several digits: image uploads in field `files`, or JSON `{"images": [pixels, ...]}`."""
-        kind = media_type(request)
-        if kind == "multipart/form-data":
-            async with read_form(request, max_files=max_batch_images + 1) as form:
-                values = form.getlist("files")
-                check_batch_size(len(values), max_batch_images, "files")
-                uploads = [await upload_bytes(value, f"files[{index}]") for index, value in enumerate(values)]
-            images = await decoded(
-                lambda: [with_index(index, image_from_bytes, data) for index, data in enumerate(uploads)]
-            )
-        elif kind == "application/json":
-            items = await read_json(request, "images")
-            if not isinstance(items, list):
-                raise RequestProblem(422, "'images' must be a list of pixel arrays")
-            check_batch_size(len(items), max_batch_images, "images")
-            images = [with_index(index, pixels_to_image, item) for index, item in enumerate(items)]
-        else:
-            raise unsupported(request, "files", "images")
-        return await run_in_threadpool(answer, images)
-
+    add_routes(app, limits)
     return app
 
 
