@@ -137,7 +137,9 @@ def kill_pids(pids: list[int]) -> None:
 
 
 def finished_trials(out: Path) -> list[Path]:
-    return sorted(path.parent for path in (out / "trials").glob("*/metrics.json"))
+    """Published trial runs (a staging directory, .<id>.partial, is not one yet)."""
+    return sorted(path.parent for path in (out / "trials").glob("*/metrics.json")
+                  if not path.parent.name.startswith("."))
 
 
 @pytest.mark.slow
