@@ -62,7 +62,8 @@ def test_backend_flag_trains_on_that_backend(tmp_path, backend):
 def test_each_model_family_trains_on_its_fastest_backend_by_default(tmp_path, family, expected):
     recipe = tmp_path / "recipe.json"
     recipe.write_text(json.dumps({**TINY_RECIPE.to_dict(), "model": family, "conv_filters": [4],
-                                  "conv_kernels": [3], "conv_pooling": [True], "conv_batch_norm": [False]}))
+                                  "conv_kernels": [3], "conv_strides": [1], "conv_pooling": [True],
+                                  "conv_batch_norm": [False]}))
     run_dir = tmp_path / "run"
     result = run_cli_on_tiny_data(["train", "--config", str(recipe), "--out", str(run_dir)], {})
     assert result.returncode == 0, result.stderr[-2000:]
