@@ -175,7 +175,7 @@ def test_embedded_sweep_survives_its_driver_being_killed_and_resumes(tmp_path, r
     # The finished trial was not trained again: its epochs are the same (a trial killed between publishing its
     # run and Tune recording it as finished is resumed from its final checkpoint, which trains nothing).
     assert (first / "history.csv").read_text() == first_history
-    for result_file in (out / "tune").glob("*/result.json"):
+    for result_file in (out / "tune").glob(f"*{first.name}*/result.json"):
         reports = [json.loads(line) for line in result_file.read_text().splitlines() if line.strip()]
         epochs = [report["epoch"] for report in reports if report.get("epoch") is not None]
         assert epochs == sorted(set(epochs)), (result_file, epochs)  # no epoch ran twice
