@@ -273,7 +273,8 @@ def progress_callback(progress: Callable[[str], None], searched: Sequence[str]) 
                            f"{result['epochs_trained']} epochs, {result['train_seconds']:.1f} s")
             else:
                 outcome = f"stopped early after epoch {result.get('epoch', 0)}"
-            progress(f"trial {min(done, len(trials))}/{len(trials)} {trial.trial_id} "
+            # Tune creates trials lazily, so len(trials) is not yet the sweep's total: count finished ones only.
+            progress(f"finished trial {done}: {trial.trial_id} "
                      f"({settings_text(trial.config, searched)}): {outcome}")
 
         def on_trial_error(self, iteration, trials, trial, **info):
