@@ -42,10 +42,10 @@ BEST_DIR = "best"
 SWEEP_FILE = "sweep.json"
 SCHEDULERS = ("fifo", "asha")
 # Trials running at once on one machine. `benchmarks/concurrency.py` measures two concurrent
-# one-core trials against the same two trials one after another; on the 2-core reference
-# machine the concurrent pair was not faster (XLA and TensorFlow already use both cores for
-# one trial), so one trial at a time, on every core, is the default. On a cluster the
-# default is one trial per node.
+# one-core trials against the same two trials one after another. One trial at a time, on
+# every core, is the default until that ratio, measured on a quiet 2-core machine, says
+# otherwise (XLA and TensorFlow already keep both cores busy with one MLP trial). On a
+# cluster the default is one trial per node.
 DEFAULT_TRIALS_PER_NODE = 1
 # Retries of a trial whose worker or node died, each from its last epoch checkpoint.
 MAX_FAILURES = 3
