@@ -42,10 +42,10 @@ BEST_DIR = "best"
 SWEEP_FILE = "sweep.json"
 SCHEDULERS = ("fifo", "asha")
 # Trials running at once on one machine. `benchmarks/concurrency.py` measures two concurrent
-# one-core trials against the same two trials one after another; on the 2-core reference
-# machine the concurrent pair was not faster (XLA and TensorFlow already use both cores for
-# one trial), so one trial at a time, on every core, is the default. On a cluster the
-# default is one trial per node.
+# one-core trials against the same two trials one after another. One trial at a time, on
+# every core, is the default until that ratio, measured on a quiet 2-core machine, says
+# otherwise (XLA and TensorFlow already keep both cores busy with one MLP trial). On a
+# cluster the default is one trial per node.
 DEFAULT_TRIALS_PER_NODE = 1
 # Retries of a trial whose worker or node died, each from its last epoch checkpoint.
 MAX_FAILURES = 3
@@ -273,7 +273,8 @@ def progress_callback(progress: Callable[[str], None], searched: Sequence[str]) 
                            f"{result['epochs_trained']} epochs, {result['train_seconds']:.1f} s")
             else:
                 outcome = f"stopped early after epoch {result.get('epoch', 0)}"
-            progress(f"trial {min(done, len(trials))}/{len(trials)} {trial.trial_id} "
+            # Tune creates trials lazily, so len(trials) is not yet the sweep's total: count finished ones only.
+            progress(f"finished trial {done}: {trial.trial_id} "
                      f"({settings_text(trial.config, searched)}): {outcome}")
 
         def on_trial_error(self, iteration, trials, trial, **info):
