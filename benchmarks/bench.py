@@ -99,7 +99,9 @@ def worker_default(options: argparse.Namespace) -> dict[str, Any]:
     from mnist_keras.pipeline import train_run
 
     config = family_recipe(options.family, options.epochs) if options.family else Config(epochs=options.epochs)
-    metrics = train_run(config, load_data(options.quick), options.run, verbose=0, export_onnx=False)
+    # The seed recipe's run is the one the inference rows read, ONNX export included.
+    metrics = train_run(config, load_data(options.quick), options.run, verbose=0,
+                        export_onnx=not options.family)
     return {"epoch_seconds": [row["seconds"] for row in read_history(options.run)],
             "test_accuracy": metrics["test_accuracy"]}
 
@@ -350,7 +352,7 @@ def benchmark(options: argparse.Namespace) -> dict[str, Any]:
                 continue
             print(f"measuring: {name}", file=sys.stderr, flush=True)
             training.append(summarise_training(name, backend, call_worker(worker, backend, options, run), bound_seconds))
-        families = measure_families(options, run)
+        families = measure_families(options, Path(directory) / "family-run")
         print("measuring: inference", file=sys.stderr, flush=True)
         inference = call_worker("inference", "jax", options, run)
         print("measuring: fast recipe", file=sys.stderr, flush=True)
