@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 
-from mnist_keras.backends import select_backend
 from mnist_keras.constants import NUM_PIXELS
 from mnist_keras.errors import UserError
 from mnist_keras.rundir import check_run_dir, replace_path

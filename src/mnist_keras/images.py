@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from scipy import ndimage
 
-from mnist_keras.constants import IMAGE_SIDE, NUM_CLASSES, NUM_PIXELS
+from mnist_keras.constants import IMAGE_SIDE, NUM_PIXELS
 from mnist_keras.errors import UserError
 
 # Limits on what we agree to decode. The byte limit bounds memory for the

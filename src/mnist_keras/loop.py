@@ -26,7 +26,6 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
 
 import keras
 import numpy as np
