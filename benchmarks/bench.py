@@ -315,6 +315,9 @@ def measure_families(options: argparse.Namespace, run: Path) -> list[dict[str, A
     """s/epoch of the package's loop for each model family on each installed backend."""
     rows = []
     for family, backend in FAMILY_ROWS:
+        if f"{family}/{backend}" in (options.skip or ()):
+            rows.append({"family": family, "backend": backend, "skipped": "not measured (--skip)"})
+            continue
         if not module_installed(backend):
             rows.append({"family": family, "backend": backend, "skipped": f"{backend} is not installed"})
             continue
@@ -493,6 +496,9 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--family", choices=("mlp", "cnn"), help=argparse.SUPPRESS)
     parser.add_argument("--families-only", action="store_true",
                         help="only the s/epoch table by model family and backend (writes DIR/families.{json,md})")
+    parser.add_argument("--skip", nargs="+", metavar="FAMILY/BACKEND", default=(),
+                        choices=[f"{family}/{backend}" for family, backend in FAMILY_ROWS],
+                        help="family rows not to measure (e.g. cnn/jax: minutes per epoch on a slow CPU)")
     options = parser.parse_args(argv)
     if options.epochs is None:
         options.epochs = QUICK_EPOCHS if options.quick else FULL_EPOCHS

@@ -1,18 +1,21 @@
 """Load test for the prediction service: N concurrent clients drive POST /predict on loopback for a bounded time.
 
-    python benchmarks/load.py RUN --clients 16 --seconds 30 [--json results.json]
+    python benchmarks/load.py RUN --clients 16 --seconds 30 [--payload mixed] [--workers 2] [--json results.json]
     python benchmarks/load.py --url http://127.0.0.1:8000 [--pid PID] --clients 16 --seconds 30
 
-Without --url it starts `mnist-keras serve RUN` on a free loopback port and
-stops it afterwards. Each client keeps one HTTP/1.1 connection and posts, one
-after another, what the drawing page posts: 280×280 PNGs of hand-drawn digits
-0-9 (or, with --payload pixels, the same digits as 784 JSON pixels).
+Without --url it starts `mnist-keras serve RUN [--workers N]` on a free
+loopback port and stops it afterwards with SIGTERM (it must exit 0). Each
+client keeps one HTTP/1.1 connection and posts, one after another, what the
+drawing page posts: 280×280 PNGs of hand-drawn digits 0-9 (or, with --payload
+pixels, the same digits as 784 JSON pixels; with --payload mixed, PNG
+uploads, JSON pixels and batches of 8 to /predict/batch in turn).
 
 Every answer is checked, not just its status: the documented fields, the
 28×28 image, and the digit and probabilities the model gives for the same
 input in this process (with RUN), or that the idle service gave before the
-load began (with --url only). The server's resident memory is sampled
-throughout: after a concurrent warm-up (start), its peak, and at the end.
+load began (with --url only). The server's resident memory (all its worker
+processes together) is sampled throughout: after a concurrent warm-up
+(start), its peak, and at the end.
 
 Prints requests/s, p50/p90/p99 latency, errors (any answer but 200, or a
 failed connection), wrong answers and memory; exits 1 if any request failed
@@ -51,6 +54,7 @@ PAD_SIDE = 280  # the drawing page's canvas
 PEN_WIDTH = 18
 PERCENTILES = (50, 90, 99)
 PREDICTION_FIELDS = {"digit", "confidence", "probabilities", "is_digit", "image"}
+BATCH_SIZE = 8  # images per /predict/batch request in the mixed payload
 # Answers are rounded to 6 decimals; the same input through the same model agrees far closer than this.
 PROBABILITY_TOLERANCE = 1e-4
 MEMORY_SAMPLE_SECONDS = 0.25
@@ -92,71 +96,87 @@ def drawn_digit_png(digit: int, side: int = PAD_SIDE) -> bytes:
 
 @dataclass
 class Payload:
-    """One request body and the answer it must get."""
+    """One request body, where it goes, the 28×28 images the service will read, and the answers it must get."""
 
     body: bytes
     content_type: str
-    expected_digit: int | None = None
-    expected_probabilities: list[float] | None = None
+    images: list[np.ndarray]
+    path: str = "/predict"
+    expected: list[dict[str, Any]] | None = None  # one {"digit", "probabilities"} per image
+
+
+def upload_body(files: list[tuple[str, bytes]], field_name: str) -> bytes:
+    parts = [f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{field_name}\"; filename=\"{name}\"\r\n"
+             f"Content-Type: image/png\r\n\r\n".encode() + png + b"\r\n" for name, png in files]
+    return b"".join(parts) + f"--{BOUNDARY}--\r\n".encode()
 
 
 def make_payloads(kind: str) -> list[Payload]:
-    """The ten drawn digits as /predict bodies: multipart PNG uploads (280×280, or the largest
-    accepted, 4096×4096, for kind "big-png"), or the same digits as JSON pixels."""
+    """The ten drawn digits as request bodies: multipart PNG uploads to /predict (280×280, or the
+    largest accepted, 4096×4096, for kind "big-png"), the same digits as JSON pixels, or (kind
+    "mixed") uploads, JSON pixels and batches of BATCH_SIZE to /predict/batch in turn."""
     from mnist_keras.images import MAX_IMAGE_PIXELS, image_as_lists, preprocess_image_bytes
 
     side = math.isqrt(MAX_IMAGE_PIXELS) if kind == "big-png" else PAD_SIDE
-    payloads = []
-    for digit in range(NUM_CLASSES):
-        png = drawn_digit_png(digit, side)
-        if kind == "pixels":
-            pixels = image_as_lists(preprocess_image_bytes(png))
-            payloads.append(Payload(json.dumps({"pixels": pixels}).encode(), "application/json"))
-            continue
-        body = (
-            f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{digit}.png\"\r\n"
-            f"Content-Type: image/png\r\n\r\n"
-        ).encode() + png + f"\r\n--{BOUNDARY}--\r\n".encode()
-        payloads.append(Payload(body, f"multipart/form-data; boundary={BOUNDARY}"))
-    return payloads
-
-
-def model_input(payload: Payload) -> np.ndarray:
-    """The 28×28 image the service will read for `payload`, made by the same code the service runs."""
-    from mnist_keras.images import pixels_to_image, preprocess_image_bytes
-
-    if payload.content_type == "application/json":
-        return pixels_to_image(json.loads(payload.body)["pixels"])
-    png = payload.body.split(b"\r\n\r\n", 1)[1].rsplit(f"\r\n--{BOUNDARY}--".encode(), 1)[0]
-    return preprocess_image_bytes(png)
+    multipart = f"multipart/form-data; boundary={BOUNDARY}"
+    pngs = [drawn_digit_png(digit, side) for digit in range(NUM_CLASSES)]
+    images = [preprocess_image_bytes(png) for png in pngs]
+    uploads = [Payload(upload_body([(f"{digit}.png", png)], "file"), multipart, [image])
+               for digit, (png, image) in enumerate(zip(pngs, images))]
+    pixels = [Payload(json.dumps({"pixels": image_as_lists(image)}).encode(), "application/json", [image])
+              for image in images]
+    if kind == "pixels":
+        return pixels
+    if kind != "mixed":
+        return uploads
+    batches = []
+    for first in range(NUM_CLASSES):
+        digits = [(first + offset) % NUM_CLASSES for offset in range(BATCH_SIZE)]
+        if first % 2:
+            body = json.dumps({"images": [image_as_lists(images[digit]) for digit in digits]}).encode()
+            batches.append(Payload(body, "application/json", [images[d] for d in digits], "/predict/batch"))
+        else:
+            body = upload_body([(f"{digit}.png", pngs[digit]) for digit in digits], "files")
+            batches.append(Payload(body, multipart, [images[d] for d in digits], "/predict/batch"))
+    return [payload for trio in zip(uploads, pixels, batches) for payload in trio]
 
 
 def expect_in_process(payloads: list[Payload], run: str) -> str:
-    """Fill in each payload's expected answer from the run's model in this process; the predictor's name."""
-    from mnist_keras.inference import predict_images
-    from mnist_keras.inference import load_predictor
+    """Fill in each payload's expected answers from the run's model in this process; the predictor's name."""
+    from mnist_keras.inference import load_predictor, predict_images
 
     predictor = load_predictor(run)
     for payload in payloads:
-        record = predict_images(predictor, [model_input(payload)])[0]
-        payload.expected_digit, payload.expected_probabilities = record["digit"], record["probabilities"]
+        payload.expected = [{"digit": record["digit"], "probabilities": record["probabilities"]}
+                            for record in predict_images(predictor, payload.images)]
     return predictor.name
 
 
 def problem_with(answer: bytes, payload: Payload) -> str | None:
     """What is wrong with a 200 answer to `payload`, or None if it is the right answer."""
     try:
-        record = json.loads(answer)
+        records = json.loads(answer)
     except ValueError:
         return f"answer is not JSON: {answer[:100]!r}"
+    if payload.path == "/predict":
+        records = [records]
+    if not isinstance(records, list) or len(records) != len(payload.expected):
+        return f"answer is not {len(payload.expected)} record(s)"
+    for record, expected in zip(records, payload.expected):
+        if (problem := record_problem(record, expected)) is not None:
+            return problem
+    return None
+
+
+def record_problem(record: Any, expected: dict[str, Any]) -> str | None:
     if not isinstance(record, dict) or set(record) != PREDICTION_FIELDS:
         return f"answer has fields {sorted(record) if isinstance(record, dict) else type(record).__name__}"
     if np.asarray(record["image"]).shape != (IMAGE_SIDE, IMAGE_SIDE):
         return "answer's image is not 28x28"
-    if record["digit"] != payload.expected_digit:
-        return f"digit {record['digit']}, expected {payload.expected_digit}"
-    if not np.allclose(record["probabilities"], payload.expected_probabilities, atol=PROBABILITY_TOLERANCE):
-        return f"probabilities {record['probabilities']}, expected {payload.expected_probabilities}"
+    if record["digit"] != expected["digit"]:
+        return f"digit {record['digit']}, expected {expected['digit']}"
+    if not np.allclose(record["probabilities"], expected["probabilities"], atol=PROBABILITY_TOLERANCE):
+        return f"probabilities {record['probabilities']}, expected {expected['probabilities']}"
     return None
 
 
@@ -199,7 +219,7 @@ def client_loop(host: str, port: int, payloads: list[Payload], first: int, deadl
         headers = {"Content-Type": payload.content_type, "Content-Length": str(len(payload.body))}
         started = time.perf_counter()
         try:
-            connection.request("POST", "/predict", body=payload.body, headers=headers)
+            connection.request("POST", payload.path, body=payload.body, headers=headers)
             response = connection.getresponse()
             answer = response.read()
         except (OSError, http.client.HTTPException) as error:
@@ -236,22 +256,25 @@ def expect_from_idle_service(host: str, port: int, payloads: list[Payload]) -> N
     """Each payload once, one at a time: the answers the service gives when idle are the expected ones
     (without RUN); with RUN they must already match the in-process model."""
     connection = http.client.HTTPConnection(host, port, timeout=REQUEST_TIMEOUT_SECONDS)
-    for digit, payload in enumerate(payloads):
-        connection.request("POST", "/predict", body=payload.body, headers={"Content-Type": payload.content_type})
+    for number, payload in enumerate(payloads):
+        connection.request("POST", payload.path, body=payload.body, headers={"Content-Type": payload.content_type})
         response = connection.getresponse()
         answer = response.read()
         if response.status != 200:
-            raise SystemExit(f"the service does not answer /predict (drawn {digit}): HTTP {response.status} {answer!r}")
-        if payload.expected_digit is None:
-            record = json.loads(answer)
-            payload.expected_digit, payload.expected_probabilities = record["digit"], record["probabilities"]
+            raise SystemExit(f"the service does not answer {payload.path} (payload {number}): "
+                             f"HTTP {response.status} {answer!r}")
+        if payload.expected is None:
+            records = json.loads(answer)
+            payload.expected = [{"digit": record["digit"], "probabilities": record["probabilities"]}
+                                for record in (records if isinstance(records, list) else [records])]
         elif (problem := problem_with(answer, payload)) is not None:
-            raise SystemExit(f"the idle service answers drawn {digit} wrongly: {problem}")
+            raise SystemExit(f"the idle service answers payload {number} wrongly: {problem}")
     connection.close()
 
 
 class MemoryWatch:
-    """Samples a process's resident memory in a background thread; `peak` is the largest sample."""
+    """Samples a process's resident memory, with its children's (the workers), in a background thread;
+    `peak` is the largest sample."""
 
     def __init__(self, pid: int) -> None:
         import psutil
@@ -263,7 +286,15 @@ class MemoryWatch:
         self.thread.start()
 
     def now(self) -> int:
-        return self.process.memory_info().rss
+        import psutil
+
+        total = 0
+        for process in [self.process, *self.process.children(recursive=True)]:
+            try:
+                total += process.memory_info().rss
+            except psutil.NoSuchProcess:  # a worker being replaced
+                pass
+        return total
 
     def sample(self) -> None:
         while not self.stopped.wait(MEMORY_SAMPLE_SECONDS):
@@ -317,20 +348,22 @@ def run_load(url: str, clients: int, seconds: float, warm_up: float, payloads: l
     }
 
 
-def start_server(run: str) -> tuple[subprocess.Popen, str]:
-    """`mnist-keras serve RUN` on a free loopback port: the process and its URL."""
+def start_server(run: str, workers: int) -> tuple[subprocess.Popen, str]:
+    """`mnist-keras serve RUN --workers N` on a free loopback port: the process and its URL."""
     port = free_port()
     source = str(Path(__file__).resolve().parents[1] / "src")
     python_path = os.pathsep.join(filter(None, [source, os.environ.get("PYTHONPATH")]))
     server = subprocess.Popen(
-        [sys.executable, "-m", "mnist_keras.cli", "serve", run, "--host", "127.0.0.1", "--port", str(port)],
+        [sys.executable, "-m", "mnist_keras.cli", "serve", run, "--host", "127.0.0.1", "--port", str(port),
+         "--workers", str(workers)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": python_path},
     )
     return server, f"http://127.0.0.1:{port}"
 
 
 def print_results(results: dict) -> None:
-    print(f"service      {results['url']} ({results['predictor']} predictor), payload {results['payload']}")
+    print(f"service      {results['url']} ({results['predictor']} predictor, {results['workers']} worker(s)), "
+          f"payload {results['payload']}")
     print(f"machine      {results['machine']}")
     print(f"clients      {results['clients']} for {results['seconds']} s (after {results['warm_up_seconds']} s warm-up)")
     print(f"requests     {results['requests']} ({results['requests_per_second']} requests/s)")
@@ -352,30 +385,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="how long to drive the service (default 10)")
     parser.add_argument("--warm-up", type=float, default=2.0,
                         help="seconds of concurrent load before measuring (default 2)")
-    parser.add_argument("--payload", choices=("png", "pixels", "big-png"), default="png",
-                        help="uploaded 280x280 PNGs (default, like the drawing page), JSON pixels, or 4096x4096 "
-                             "PNGs (the largest accepted: the most decoding memory per request)")
+    parser.add_argument("--payload", choices=("png", "pixels", "big-png", "mixed"), default="png",
+                        help="uploaded 280x280 PNGs (default, like the drawing page), JSON pixels, 4096x4096 "
+                             "PNGs (the largest accepted: the most decoding memory per request), or mixed: "
+                             f"uploads, JSON pixels and batches of {BATCH_SIZE} in turn")
+    parser.add_argument("--workers", type=int, default=1, help="with RUN: serve with this many workers (default 1)")
     parser.add_argument("--json", metavar="FILE", help="also write the figures to FILE as JSON")
     args = parser.parse_args(argv)
     if args.run is None and args.url is None:
         parser.error("give RUN (to start a server), --url (to use a running one), or both")
-    if args.clients < 1 or args.seconds <= 0 or args.warm_up < 0:
-        parser.error("--clients must be at least 1, --seconds positive and --warm-up not negative")
+    if args.clients < 1 or args.seconds <= 0 or args.warm_up < 0 or args.workers < 1:
+        parser.error("--clients and --workers must be at least 1, --seconds positive and --warm-up not negative")
 
     payloads = make_payloads(args.payload)
     predictor = expect_in_process(payloads, args.run) if args.run else None
     server, url, pid = None, args.url, args.pid
     if url is None:
-        server, url = start_server(args.run)
+        server, url = start_server(args.run, args.workers)
         pid = server.pid
     try:
         health = wait_until_up(url, server)
         results = {"url": url, "predictor": health.get("predictor", predictor), "payload": args.payload,
+                   "workers": args.workers if server is not None else None,
                    **run_load(url, args.clients, args.seconds, args.warm_up, payloads, pid)}
     finally:
         if server is not None:
-            server.terminate()
-            server.wait(timeout=30)
+            server.terminate()  # SIGTERM: a graceful shutdown, which must exit 0
+            results_code = server.wait(timeout=60)
+    if server is not None and results_code != 0:
+        results["errors"] += 1
+        results["first_errors"].append(f"the server exited {results_code} after SIGTERM")
 
     print_results(results)
     if args.json:

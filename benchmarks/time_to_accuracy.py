@@ -26,6 +26,7 @@ import csv
 import importlib.util
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -104,10 +105,12 @@ def cli_command() -> list[str]:
     return [sys.executable, "-c", "import sys; from mnist_keras.cli import main; sys.exit(main())"]
 
 
-def run_recipe(recipe: str, seed: int, quick: bool) -> dict[str, Any]:
-    """One seed of one of our recipes through the CLI: its points, and its end."""
+def run_recipe(recipe: str, seed: int, quick: bool, keep: Path | None = None) -> dict[str, Any]:
+    """One seed of one of our recipes through the CLI: its points, and its end (the run kept under `keep`)."""
     with tempfile.TemporaryDirectory() as directory:
-        run_dir = Path(directory) / "run"
+        run_dir = Path(directory) / "run" if keep is None else keep / f"{recipe}-seed{seed}"
+        if keep is not None:
+            shutil.rmtree(run_dir, ignore_errors=True)
         command = [*cli_command(), "train", "--recipe", recipe, "--seed", str(seed), "--out", str(run_dir)]
         if quick:
             # No warm-up: a recipe warming up over one epoch or more could not be cut to one epoch otherwise.
@@ -229,7 +232,7 @@ def benchmark(options: argparse.Namespace) -> dict[str, Any]:
         try:
             for seed in seeds:
                 print(f"running: {name}, seed {seed}", file=sys.stderr, flush=True)
-                runs.append(run_peer(peer, seed, options.quick) if peer else run_recipe(key, seed, options.quick))
+                runs.append(run_peer(peer, seed, options.quick) if peer else run_recipe(key, seed, options.quick, options.keep))
         except Unavailable as reason:
             print(f"unavailable: {name} ({reason})", file=sys.stderr, flush=True)
             unavailable.append({"key": key, "name": name, "kind": kind, "reason": str(reason)})
@@ -337,6 +340,8 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--peers", nargs="*", choices=list(PEERS_BY_NAME), help="default: all")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
                         help=f"where {RESULT_STEM}.json, .md and .png go (default {DEFAULT_OUT})")
+    parser.add_argument("--keep", type=Path, metavar="DIR",
+                        help="keep our recipes' run directories, as DIR/RECIPE-seedN (default: none kept)")
     options = parser.parse_args(argv)
     if options.seeds is None:
         options.seeds = list(DEFAULT_SEEDS[:1] if options.quick else DEFAULT_SEEDS)

@@ -32,16 +32,18 @@ def load_script():
     return module
 
 
-@pytest.mark.parametrize("payload", ["png", "pixels"])
+@pytest.mark.parametrize(("payload", "workers"), [("png", 1), ("mixed", 2)])
 def test_sixteen_clients_get_every_answer_right_and_memory_stays_flat(load_script, tiny_run, tmp_path, capsys,
-                                                                      payload):
+                                                                      payload, workers):
     output = tmp_path / "load.json"
     status = load_script.main([str(tiny_run), "--clients", str(CLIENTS), "--seconds", str(SECONDS),
-                               "--warm-up", str(WARM_UP_SECONDS), "--payload", payload, "--json", str(output)])
+                               "--warm-up", str(WARM_UP_SECONDS), "--payload", payload, "--workers", str(workers),
+                               "--json", str(output)])
     results = json.loads(output.read_text())
     assert status == 0, results["first_errors"]
     assert results["errors"] == 0 and results["wrong_answers"] == 0
     assert results["requests"] > CLIENTS  # every client was answered more than once
+    assert results["workers"] == workers
     assert results["p50_ms"] <= results["p99_ms"]
     assert results["memory_start_mb"] <= results["memory_peak_mb"]
     assert results["memory_growth_mb"] < MEMORY_GROWTH_LIMIT_MB, f"server memory grew {results['memory_growth_mb']} MB"
@@ -51,12 +53,25 @@ def test_sixteen_clients_get_every_answer_right_and_memory_stays_flat(load_scrip
 
 def test_a_wrong_answer_is_caught(load_script):
     # The check the load test relies on: an answer that differs from the model's is reported.
-    payload = load_script.Payload(b"", "application/json", expected_digit=3, expected_probabilities=[0.1] * 10)
-    right = {"digit": 3, "confidence": 0.1, "probabilities": [0.1] * 10, "is_digit": False, "image": [[0.0] * 28] * 28}
+    expected = {"digit": 3, "probabilities": [0.1] * 10}
+    payload = load_script.Payload(b"", "application/json", [], expected=[expected])
+    right = {**expected, "confidence": 0.1, "is_digit": False, "image": [[0.0] * 28] * 28}
     assert load_script.problem_with(json.dumps(right).encode(), payload) is None
     for change in ({"digit": 4}, {"probabilities": [0.2] * 10}, {"image": [[0.0] * 28]}, {"extra": 1}):
         assert load_script.problem_with(json.dumps({**right, **change}).encode(), payload) is not None
     assert load_script.problem_with(b"<html>", payload) is not None
+    batch = load_script.Payload(b"", "application/json", [], "/predict/batch", expected=[expected, expected])
+    assert load_script.problem_with(json.dumps([right, right]).encode(), batch) is None
+    for wrong in ([right], [right, {**right, "digit": 5}], right):
+        assert load_script.problem_with(json.dumps(wrong).encode(), batch) is not None
+
+
+def test_mixed_payloads_cover_every_route_and_body(load_script):
+    payloads = load_script.make_payloads("mixed")
+    kinds = {(payload.path, payload.content_type.split(";")[0]) for payload in payloads}
+    assert kinds == {(path, kind) for path in ("/predict", "/predict/batch")
+                     for kind in ("multipart/form-data", "application/json")}
+    assert {len(payload.images) for payload in payloads} == {1, load_script.BATCH_SIZE}
 
 
 def test_drawn_digits_are_distinct_and_readable(load_script):

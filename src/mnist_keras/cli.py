@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -101,6 +102,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
 def port_number(text: str) -> int:
     try:
         value = int(text)
@@ -156,6 +167,19 @@ def build_parser() -> ArgumentParser:
     serve.add_argument("run", metavar="RUN", help="run directory")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     serve.add_argument("--port", type=port_number, default=8000, help="port to listen on (default: 8000)")
+    serve.add_argument("--workers", type=positive_int, default=1, metavar="N",
+                       help="processes sharing the port, each with its own model (default: 1)")
+    serve.add_argument("--request-timeout", type=positive_seconds, default=10.0, metavar="SECONDS",
+                       help="a request's headers and body must arrive within this, or 408 and close (default: 10)")
+    serve.add_argument("--idle-timeout", type=positive_seconds, default=5.0, metavar="SECONDS",
+                       help="close a connection silent this long before or between requests (default: 5)")
+    serve.add_argument("--graceful-timeout", type=positive_seconds, default=30.0, metavar="SECONDS",
+                       help="on SIGTERM or Ctrl-C, time to finish the accepted requests (default: 30)")
+    serve.add_argument("--access-log", choices=("text", "json", "off"), default="text",
+                       help="one line per request: uvicorn's text, JSON lines, or none (default: text)")
+    serve.add_argument("--api-token", metavar="TOKEN", default=os.environ.get("MNIST_KERAS_API_TOKEN") or None,
+                       help="require 'Authorization: Bearer TOKEN' on the API (default: $MNIST_KERAS_API_TOKEN, "
+                            "else no token)")
     add_backend_flag(serve)
 
     report = commands.add_parser("report", help="write a run's figures/*.png and self-contained report.html")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from mnist_keras import data
 from mnist_keras.data import class_counts, default_cache_dir
@@ -69,9 +70,14 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from mnist_keras.serve import serve  # the web stack loads only for this command
+    from mnist_keras import server  # the web stack loads only for this command
 
-    serve(args.run, host=args.host, port=args.port)
+    load_predictor(args.run)  # a run that cannot answer fails here, in one line, before any worker starts
+    server.run(server.ServerSettings(
+        run_dir=Path(args.run), host=args.host, port=args.port, workers=args.workers,
+        request_timeout=args.request_timeout, idle_timeout=args.idle_timeout,
+        graceful_timeout=args.graceful_timeout, access_log=args.access_log, api_token=args.api_token,
+    ))
     return EXIT_OK
 
 

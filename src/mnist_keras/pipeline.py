@@ -130,6 +130,8 @@ def write_run(
     probabilities = evaluate.predict_probabilities(model, mnist.x_test)
     metrics = evaluate.model_metrics(model, mnist.y_test, probabilities)
     metrics.update(evaluate.training_summary(state.history, state.train_seconds))
+    # Real handwriting that is not MNIST: scikit-learn's optdigits as image files, read as `predict` reads them.
+    metrics["handwriting_accuracy"] = evaluate.handwriting_accuracy(model)
     write_json_atomic(directory / METRICS_FILE, metrics)
     if export_onnx and exporter_installed():
         from mnist_keras.export import export_run

@@ -7,6 +7,11 @@ The page and the API docs work offline.
 Nothing a client sends produces a 500: oversized bodies get 413, bodies that
 are not images 415, and anything else malformed (blank, wrong shape, bad
 values, bad JSON) 422, always as JSON `{"error": "..."}`.
+With an API token, every route but the page, its files, `/healthz`, `/about`
+and the docs needs `Authorization: Bearer <token>`; anything else gets 401.
+`/metrics` is the Prometheus scrape (mnist_keras.metrics); `/about` says
+which run answers. How the process runs (timeouts, workers, signals) is
+mnist_keras.server's.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hmac
 import json
 import logging
 import os
@@ -26,13 +32,14 @@ from typing import Annotated, Any
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mnist_keras import __version__
@@ -49,6 +56,7 @@ from mnist_keras.images import (
     preprocess_image_bytes,
 )
 from mnist_keras.inference import predict_images
+from mnist_keras.metrics import RequestMetrics, ServiceMetrics
 
 STATIC_DIR = Path(__file__).parent / "static"
 # A batch of the largest images plus multipart framing; JSON pixels are far smaller.
@@ -58,7 +66,6 @@ MAX_REQUEST_BYTES = 4 * MAX_IMAGE_BYTES
 # takes ~10 times its size in Python objects (32 MB of numbers: 2 s and 320 MB), so JSON
 # bodies get their own limit, room for a full batch and no more.
 JSON_BYTES_PER_NUMBER = 32
-DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000
 # Multipart text fields we accept besides the files (none are used, a few are tolerated).
 MAX_FORM_FIELDS = 16
 # Images decoded at once, each on one of this many dedicated threads. A small file can
@@ -214,6 +221,36 @@ def load_source(source: Any) -> Any:
     return load_predictor(source)
 
 
+def describe_source(source: Any, predictor: Any) -> dict[str, Any]:
+    """Which run answers: its name, recipe, model family, and accuracies on MNIST and real handwriting."""
+    about: dict[str, Any] = {"run": None, "recipe": None, "model": None, "predictor": predictor_name(predictor),
+                             "test_accuracy": None, "handwriting_accuracy": None}
+    if hasattr(source, "predict"):
+        return about
+    from mnist_keras.rundir import CONFIG_FILE, METRICS_FILE
+
+    run_dir = Path(source)
+    record = read_json_or_empty(run_dir / CONFIG_FILE)
+    metrics = read_json_or_empty(run_dir / METRICS_FILE)
+    recipe = record.get("recipe") if isinstance(record.get("recipe"), dict) else {}
+    about.update(run=run_dir.resolve().name, recipe=record.get("recipe_name"), model=recipe.get("model", "mlp"),
+                 test_accuracy=metrics.get("test_accuracy"), handwriting_accuracy=metrics.get("handwriting_accuracy"))
+    return about
+
+
+def read_json_or_empty(path: Path) -> dict[str, Any]:
+    """A JSON object from `path`, or {} when it is missing or not one (what /about shows is informative only)."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def predictor_name(predictor: Any) -> str:
+    return str(getattr(predictor, "name", type(predictor).__name__))
+
+
 def media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
@@ -309,11 +346,14 @@ def unsupported(request: Request, file_field: str, json_field: str) -> RequestPr
 
 
 class Service:
-    """What the routes share: the predictor, the limits and the decode pool."""
+    """What the routes share: the predictor, what it is, the limits, the decode pool and the metrics."""
 
-    def __init__(self, predictor: Any, limits: ServiceLimits) -> None:
+    def __init__(self, predictor: Any, about: dict[str, Any], limits: ServiceLimits, metrics: ServiceMetrics) -> None:
         self.predictor = predictor
+        self.about = about
         self.limits = limits
+        self.metrics = metrics
+        metrics.describe_model(about)
         self.decoders = DecodePool(limits.max_concurrent_decodes)
         # Model calls are serialised: not every backend's predict is safe to run concurrently,
         # while decoding and preprocessing (the larger share of the work) still run in parallel.
@@ -327,6 +367,7 @@ class Service:
         """A record per image, with the 28×28 image the model read."""
         with self.predict_lock:
             records = predict_images(self.predictor, images)
+        self.metrics.count_readings(record["is_digit"] for record in records)
         return [{**record, "image": image_as_lists(image)} for record, image in zip(records, images)]
 
 
@@ -343,8 +384,18 @@ async def drawing_page() -> HTMLResponse:
 
 async def healthz(request: Request) -> dict[str, str]:
     """Liveness: the model is loaded and the service answers."""
-    predictor = service_of(request).predictor
-    return {"status": "ok", "predictor": str(getattr(predictor, "name", type(predictor).__name__))}
+    return {"status": "ok", "predictor": predictor_name(service_of(request).predictor)}
+
+
+async def about(request: Request) -> dict[str, Any]:
+    """Which run answers: run name, recipe, model family, predictor, MNIST and real-handwriting accuracy."""
+    return service_of(request).about
+
+
+async def metrics(request: Request) -> Response:
+    """Prometheus text format: requests, latency, images by outcome, the model (summed over workers)."""
+    payload, content_type = service_of(request).metrics.exposition()
+    return Response(payload, media_type=content_type)
 
 
 async def predict(request: Request) -> dict[str, Any]:
@@ -392,6 +443,9 @@ async def predict_batch(request: Request) -> list[dict[str, Any]]:
 def add_routes(app: FastAPI, limits: ServiceLimits) -> None:
     app.add_api_route("/", drawing_page, methods=["GET"], response_class=HTMLResponse, include_in_schema=False)
     app.add_api_route("/healthz", healthz, methods=["GET"])
+    app.add_api_route("/about", about, methods=["GET"])
+    app.add_api_route("/metrics", metrics, methods=["GET"], response_class=Response,
+                      responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}})
     app.add_api_route("/predict", predict, methods=["POST"], response_model=Prediction, responses=ERROR_RESPONSES,
                       openapi_extra=request_body_doc("file", "pixels", many=False, max_items=1))
     app.add_api_route("/predict/batch", predict_batch, methods=["POST"], response_model=list[Prediction],
@@ -399,9 +453,14 @@ def add_routes(app: FastAPI, limits: ServiceLimits) -> None:
                       openapi_extra=request_body_doc("files", "images", many=True, max_items=limits.max_batch_images))
 
 
-def create_app(source: Any, limits: ServiceLimits = ServiceLimits()) -> FastAPI:
-    """The FastAPI app serving the predictor of `source` (a run directory, or an object with `.predict`)."""
-    service = Service(load_source(source), limits)
+def create_app(source: Any, limits: ServiceLimits = ServiceLimits(), api_token: str | None = None,
+               json_access_log: bool = False) -> FastAPI:
+    """The FastAPI app serving the predictor of `source` (a run directory, or an object with `.predict`).
+
+    With `api_token`, the API needs `Authorization: Bearer <api_token>` (see BearerToken).
+    """
+    predictor = load_source(source)
+    service = Service(predictor, describe_source(source, predictor), limits, ServiceMetrics())
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -416,11 +475,47 @@ def create_app(source: Any, limits: ServiceLimits = ServiceLimits()) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.service = service
+    # The last added runs first: every request is counted, then the token checked, then the body bounded.
     app.add_middleware(BodyLimit, max_bytes=limits.max_request_bytes)
+    if api_token:
+        app.add_middleware(BearerToken, token=api_token)
+    app.add_middleware(RequestMetrics, metrics=service.metrics, json_access_log=json_access_log)
     install_error_handlers(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     add_routes(app, limits)
     return app
+
+
+# What stays open with a token: the page and its files, liveness, which run answers, and the docs.
+OPEN_PATHS = frozenset({"/", "/healthz", "/about", "/docs", "/redoc", "/openapi.json"})
+OPEN_PREFIXES = ("/static/", "/static-offline-docs/")
+
+
+class BearerToken:
+    """ASGI middleware: every route but the open ones needs `Authorization: Bearer <token>`, else 401.
+
+    The comparison takes the same time however much of the token a client got right.
+    """
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self.expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or is_open_path(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope["headers"]).get(b"authorization", b"")
+        if not hmac.compare_digest(given, self.expected):
+            refused = JSONResponse({"error": "this service needs an API token: send 'Authorization: Bearer <token>'"},
+                                   status_code=401, headers={"WWW-Authenticate": "Bearer"})
+            await refused(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def is_open_path(path: str) -> bool:
+    return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
 
 
 def multipart_problem(detail: str) -> RequestProblem:
@@ -472,15 +567,16 @@ def install_error_handlers(app: FastAPI) -> None:
         problems = "; ".join(f"{'.'.join(map(str, item['loc']))}: {item['msg']}" for item in error.errors())
         return JSONResponse({"error": problems or "invalid request"}, status_code=422)
 
+    @app.exception_handler(ClientDisconnect)
+    async def client_gone(request: Request, error: ClientDisconnect) -> Response:
+        # The client left (or was cut off as too slow) before its body arrived: nobody is there to answer.
+        logger.info("client disconnected before its request arrived: %s %s", request.method, request.url.path)
+        return Response(status_code=400)
+
     @app.exception_handler(Exception)
     async def internal_error(request: Request, error: Exception) -> JSONResponse:
         logger.exception("unexpected error serving %s %s", request.method, request.url.path)
         return JSONResponse({"error": "internal server error"}, status_code=500)
 
 
-def serve(source: Any, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
-    """Run the app under uvicorn until interrupted."""
-    import uvicorn
-
-    uvicorn.run(create_app(source), host=host, port=port, log_level="info")
 

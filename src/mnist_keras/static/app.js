@@ -14,6 +14,10 @@ const digitText = document.getElementById("digit");
 const confidenceText = document.getElementById("confidence");
 const statusText = document.getElementById("status");
 const bars = document.getElementById("bars");
+const aboutText = document.getElementById("about");
+const tokenForm = document.getElementById("token-form");
+const tokenInput = document.getElementById("token");
+const TOKEN_KEY = "mnist-keras-api-token";
 
 let version = 0;        // bumped on every change to the drawing
 let inkDrawn = false;   // anything on the pad since the last clear
@@ -87,8 +91,9 @@ function requestPrediction() {
     try {
       const form = new FormData();
       form.append("file", blob, "digit.png");
-      const response = await fetch("/predict", { method: "POST", body: form });
+      const response = await fetch("/predict", { method: "POST", body: form, headers: tokenHeaders() });
       const body = await response.json();
+      if (response.status === 401) tokenForm.hidden = false;
       // Show answers as they come while drawing, but none for a drawing cleared since.
       if (sentVersion > clearedAt) {
         if (response.ok) {
@@ -113,6 +118,40 @@ function requestPrediction() {
       if (sentVersion !== version) requestPrediction();
     }
   }, "image/png");
+}
+
+// A service started with an API token refuses the page's requests (401) until the user gives it the token;
+// it is kept in this browser only, and sent as the API asks.
+function tokenHeaders() {
+  const token = window.localStorage.getItem(TOKEN_KEY);
+  return token ? { Authorization: "Bearer " + token } : {};
+}
+
+tokenForm.addEventListener("submit", (event) => {
+  event.preventDefault();
+  window.localStorage.setItem(TOKEN_KEY, tokenInput.value.trim());
+  tokenForm.hidden = true;
+  statusText.textContent = "";
+  result.dataset.version = "";
+  requestPrediction();
+});
+
+function percent(fraction) {
+  return (100 * fraction).toFixed(2) + "%";
+}
+
+// Which run answers: its recipe, and how well it reads MNIST and real handwriting.
+async function showAbout() {
+  try {
+    const about = await (await fetch("/about")).json();
+    const parts = ["Answered by run " + (about.run || about.predictor)];
+    if (about.recipe) parts.push("recipe " + about.recipe + (about.model ? " (" + about.model + ")" : ""));
+    if (about.test_accuracy != null) parts.push(percent(about.test_accuracy) + " on the MNIST test set");
+    if (about.handwriting_accuracy != null) parts.push(percent(about.handwriting_accuracy) + " on real handwriting");
+    aboutText.textContent = parts.join(", ") + ".";
+  } catch (error) {
+    aboutText.textContent = "";
+  }
 }
 
 function position(event) {
@@ -173,3 +212,4 @@ document.getElementById("clear").addEventListener("click", () => {
 buildBars();
 resetPad();
 showResult(null);
+showAbout();

@@ -1,0 +1,150 @@
+"""The service's Prometheus metrics and its access log, measured by one ASGI middleware.
+
+`ServiceMetrics` holds the metrics (prometheus-client): requests by route,
+method and status; a latency histogram by route; images by outcome (digit,
+not_digit, refused); and the model that answers. With several workers
+(`PROMETHEUS_MULTIPROC_DIR` set before the workers start) every worker writes
+its values there and `/metrics` sums them (the client library's multiprocess
+mode); otherwise the app's own registry is read.
+`RequestMetrics` times every request, counts it, and when asked writes one
+JSON line per request to the `mnist_keras.access` logger.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import multiprocess
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+MULTIPROCESS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+# Routes are labelled by name, never by the raw path: a client must not be able to invent label values.
+ROUTES = ("/", "/healthz", "/about", "/metrics", "/predict", "/predict/batch", "/docs", "/redoc", "/openapi.json")
+STATIC_ROUTE, OTHER_ROUTE = "/static", "other"
+READING_ROUTES = ("/predict", "/predict/batch")
+# One image takes ~1-10 ms to read, a batch of 64 up to ~0.3 s on two cores; slow clients and queueing show above.
+LATENCY_BUCKETS = (0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+OUTCOMES = ("digit", "not_digit", "refused")
+ACCESS_LOGGER = "mnist_keras.access"
+
+access_logger = logging.getLogger(ACCESS_LOGGER)
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get(MULTIPROCESS_DIR_VARIABLE) or None
+
+
+class ServiceMetrics:
+    """The service's metrics, in a registry of their own (several apps may live in one process)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("mnist_keras_requests", "HTTP requests answered, by route, method and status",
+                                ("route", "method", "status"), registry=self.registry)
+        self.latency = Histogram("mnist_keras_request_duration_seconds",
+                                 "time from a request's start to the end of its answer, by route",
+                                 ("route",), buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.images = Counter("mnist_keras_images",
+                              "images read, by outcome: digit, not_digit, or refused (a request to a reading route "
+                              "answered 4xx: a bad image or body)", ("outcome",), registry=self.registry)
+        self.model = Gauge("mnist_keras_model_info", "the model that answers (always 1; the labels say which)",
+                           ("run", "recipe", "model", "predictor"), multiprocess_mode="max", registry=self.registry)
+        for outcome in OUTCOMES:  # every outcome shows from the start, at 0
+            self.images.labels(outcome)
+
+    def describe_model(self, about: dict[str, Any]) -> None:
+        self.model.labels(*(str(about.get(key) or "") for key in ("run", "recipe", "model", "predictor"))).set(1)
+
+    def count_readings(self, is_digit: Iterable[bool]) -> None:
+        for answer in is_digit:
+            self.images.labels("digit" if answer else "not_digit").inc()
+
+    def exposition(self) -> tuple[bytes, str]:
+        """The Prometheus text format, summed over every worker in multiprocess mode."""
+        registry = self.registry
+        if multiprocess_dir() is not None:
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+def route_label(path: str) -> str:
+    if path in ROUTES:
+        return path
+    return STATIC_ROUTE if path.startswith(STATIC_ROUTE + "/") else OTHER_ROUTE
+
+
+class RequestMetrics:
+    """ASGI middleware: count and time every HTTP request; optionally one JSON access-log line each."""
+
+    def __init__(self, app: ASGIApp, metrics: ServiceMetrics, json_access_log: bool = False) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.json_access_log = json_access_log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # what the client sees if the app fails before answering
+        recorded = False
+
+        async def send_and_note(message: Message) -> None:
+            nonlocal status, recorded
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                # Counted before the last byte leaves: a client that has its answer finds it counted.
+                recorded = True
+                self.record(scope, status, time.perf_counter() - started)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            if not recorded:
+                self.record(scope, status, time.perf_counter() - started)
+
+    def record(self, scope: Scope, status: int, seconds: float) -> None:
+        route = route_label(scope["path"])
+        self.metrics.requests.labels(route, scope["method"], str(status)).inc()
+        self.metrics.latency.labels(route).observe(seconds)
+        if route in READING_ROUTES and 400 <= status < 500 and status != 401:
+            self.metrics.images.labels("refused").inc()
+        if self.json_access_log:
+            client = scope.get("client")
+            access_logger.info("", extra={"access": {
+                "client": f"{client[0]}:{client[1]}" if client else None,
+                "method": scope["method"],
+                "path": scope["path"],
+                "status": status,
+                "duration_ms": round(1000 * seconds, 3),
+                "pid": os.getpid(),
+            }})
+
+
+class JsonLines(logging.Formatter):
+    """One JSON object per log line: time, level, logger, and the access fields or the message."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+        }
+        access = getattr(record, "access", None)
+        if access is not None:
+            line.update(access)
+        else:
+            line["message"] = record.getMessage()
+        if record.exc_info:
+            line["error"] = self.formatException(record.exc_info)
+        return json.dumps(line)
