@@ -150,6 +150,7 @@ RULE_REFLECTANCE = (0.45, 0.7)  # printed blue ruling, as grey
 RULE_WIDTHS = (1, 3)  # pixels
 RULE_TILT_DEGREES = 2.0
 PAPER_COLOURS = ((1.0, 0.95, 0.6), (1.0, 0.8, 0.85), (0.75, 0.9, 1.0), (0.8, 1.0, 0.8))  # yellow, pink, blue, green
+DOT_RADII = (0.5, 0.8)  # a pen's tap: about as wide as the stroke
 PHOTO_NOISE = 3.0  # sensor noise, in 0..255 units
 # MNIST's strokes: 2.79 pixels wide in a 20-pixel box (2 × ink area / outline, ink above 0.5).
 MNIST_STROKE_FRACTION = 2.79 / 20
@@ -181,7 +182,7 @@ def photo_digit(digit: np.ndarray, condition: str, rng: np.random.Generator) -> 
     """
     side = int(rng.integers(*PHOTO_SIDES))
     coverage, (top, left, bottom, right) = place_digit(digit, side, rng)
-    stroke = MNIST_STROKE_FRACTION * (bottom - top) / PHOTO_DIGIT_FRACTIONS[0] * 0.5
+    stroke = MNIST_STROKE_FRACTION * (bottom - top)  # the digit's stroke width, as MNIST's
     rows, columns = np.mgrid[0:side, 0:side].astype(np.float64)
     marks = np.zeros((side, side))  # other marks on the paper: reflectance lost, in [0, 1]
     mark_reflectance = rng.uniform(*RULE_REFLECTANCE)
@@ -205,7 +206,7 @@ def photo_digit(digit: np.ndarray, condition: str, rng: np.random.Generator) -> 
             marks = np.maximum(marks, np.clip(width / 2 + 0.5 - np.abs(along - offset), 0, 1))
         rows, columns = np.mgrid[0:side, 0:side].astype(np.float64)
     if condition == "stray dot":
-        radius = stroke * rng.uniform(0.5, 1.0)
+        radius = stroke * rng.uniform(*DOT_RADII)
         distance = rng.uniform(0.3, 0.7) * (bottom - top)
         angle = rng.uniform(0, 2 * math.pi)
         centre = ((top + bottom) / 2 + math.sin(angle) * ((bottom - top) / 2 + distance),

@@ -61,6 +61,32 @@ MAD_TO_SIGMA = 1.4826
 DETECTION_BLUR_SIGMA = 1.0
 # Blobs of ink smaller than this fraction of the largest are specks, not strokes.
 MIN_COMPONENT_FRACTION = 0.02
+# A stray mark (a dot, a speck of dirt) beside the digit: a blob smaller than
+# this fraction of the largest, further from the largest's box than this
+# fraction of the box's longer side. A digit's own detached strokes (the flag
+# of a 5, the bar of a 4 or 7) are larger or closer.
+STRAY_MARK_FRACTION = 0.15
+STRAY_MARK_GAP = 0.1
+# Uneven light (a shadow, light falling off across a photo): the paper level
+# is estimated everywhere as the brightness left when dark marks narrower
+# than this share of the image are closed over (and likewise for light ink),
+# on a copy reduced to at most BACKGROUND_SIDE pixels. It is used only when
+# that estimate varies by more than BACKGROUND_VARIATION over the image;
+# evenly lit images keep the single border level.
+BACKGROUND_WINDOW_FRACTION = 0.25
+BACKGROUND_SIDE = 128
+BACKGROUND_VARIATION = 0.1
+# Ruled lines: straight lines of ink across at least this share of the image
+# (printed ruling, a pen line under the digit, a margin), tilted by at most
+# LINE_MAX_TILT_DEGREES, looked for at steps of LINE_TILT_STEP_DEGREES, and
+# at least LINE_MIN_LENGTH_RATIO times as long as the rest of the ink is wide,
+# and at most LINE_MAX_THICKNESS times as thick as the rest of the ink is tall.
+LINE_MIN_COVERAGE = 0.9
+LINE_MAX_TILT_DEGREES = 3.0
+LINE_TILT_STEP_DEGREES = 0.5
+LINE_SEARCH_SIDE = 256
+LINE_MIN_LENGTH_RATIO = 2.0
+LINE_MAX_THICKNESS = 0.1
 # Thin strokes are not thickened: growing strokes thinner than MNIST's (2.79
 # pixels, measured as 2 × area / outline of ink above 0.5) by a ring of ink
 # lost 0.1-0.7 points on MNIST and 0.2-0.5 on thin faint 28×28 digits (seed
@@ -212,23 +238,31 @@ def is_mnist_style(gray: np.ndarray) -> bool:
 def ink_map(gray: np.ndarray) -> np.ndarray:
     """Ink intensity in [0, 1] (1 = full ink, 0 = background), whatever the polarity.
 
-    The background level is the median of the border; the ink is whichever
-    side of it (darker or lighter) reaches further. Background noise and
-    specks are removed; raises BlankImageError when nothing stands out.
+    The background level is the median of the border (or, under uneven light,
+    a smooth estimate of the paper everywhere); the ink is whichever side of it
+    (darker or lighter) reaches further. Background noise, specks, stray marks
+    beside the digit and ruled lines are removed; raises BlankImageError when
+    nothing stands out.
     """
-    background = float(np.median(border_values(gray)))
     smooth = ndimage.gaussian_filter(gray, DETECTION_BLUR_SIGMA) if min(gray.shape) > 2 else gray
-    darker, lighter = background - float(smooth.min()), float(smooth.max()) - background
-    dark_ink = darker > lighter
-    ink = background - gray if dark_ink else gray - background
-    smooth_ink = background - smooth if dark_ink else smooth - background
-    contrast = max(darker, lighter)
+    uneven = uneven_background(gray)
+    if uneven is not None:
+        ink, smooth_ink = uneven(gray), uneven(smooth)
+        contrast = float(smooth_ink.max())
+    else:
+        background = float(np.median(border_values(gray)))
+        darker, lighter = background - float(smooth.min()), float(smooth.max()) - background
+        dark_ink = darker > lighter
+        ink = background - gray if dark_ink else gray - background
+        smooth_ink = background - smooth if dark_ink else smooth - background
+        contrast = max(darker, lighter)
     if contrast < MIN_INK_CONTRAST:
         raise BlankImageError(f"no ink found: the image is blank (contrast {contrast:.2f} of full scale)")
     border_ink = border_values(ink)
     noise = MAD_TO_SIGMA * float(np.median(np.abs(border_ink - np.median(border_ink))))
     threshold = max(INK_THRESHOLD_FRACTION * contrast, NOISE_SIGMAS * noise)
-    strokes = keep_strokes(smooth_ink > threshold)
+    mask = smooth_ink > threshold
+    strokes = keep_strokes(mask & ~ruled_lines(mask))
     if not strokes.any():
         raise BlankImageError("no ink found: the image is blank")
     # Keep a pixel of margin round each stroke so anti-aliased edges survive.
@@ -236,13 +270,104 @@ def ink_map(gray: np.ndarray) -> np.ndarray:
     return np.clip((ink - threshold / 2) / (contrast - threshold / 2), 0.0, 1.0) * strokes
 
 
+def uneven_background(gray: np.ndarray):
+    """Under uneven light, a function taking a grey image to its ink (relative to the local paper); else None.
+
+    The paper's brightness is estimated at every pixel by closing over dark
+    marks (for dark ink) or opening over light ones (for light ink) with a
+    window wider than any stroke; the ink is the polarity whose marks cover
+    less of the image. Dark ink is measured as the share of the local paper's
+    light it absorbs, so a digit in shadow reads as dark as one in full light.
+    """
+    if min(gray.shape) < IMAGE_SIDE:
+        return None
+    factor = max(1, math.ceil(max(gray.shape) / BACKGROUND_SIDE))
+    small = Image.fromarray(gray.astype(np.float32), mode="F").reduce(factor) if factor > 1 else \
+        Image.fromarray(gray.astype(np.float32), mode="F")
+    small_array = np.asarray(small, dtype=np.float64)
+    window = max(3, round(BACKGROUND_WINDOW_FRACTION * max(small_array.shape)))
+    closed = ndimage.gaussian_filter(ndimage.grey_closing(small_array, size=(window, window)), window / 4)
+    opened = ndimage.gaussian_filter(ndimage.grey_opening(small_array, size=(window, window)), window / 4)
+    if min(np.ptp(closed), np.ptp(opened)) <= BACKGROUND_VARIATION:
+        return None
+    dark_marks = float((small_array < closed - MIN_INK_CONTRAST).mean())
+    light_marks = float((small_array > opened + MIN_INK_CONTRAST).mean())
+    dark_ink = dark_marks <= light_marks
+    # Strokes wider than the window survive the closing (or opening) and would be taken for
+    # paper: then the estimate is not the paper's, and the single border level is used instead.
+    if (float(closed.min() - small_array.min()) if dark_ink else float(small_array.max() - opened.max())) \
+            < MIN_INK_CONTRAST:
+        return None
+    size = (gray.shape[1], gray.shape[0])
+    level = np.asarray(Image.fromarray((closed if dark_ink else opened).astype(np.float32), mode="F").resize(
+        size, Image.Resampling.BILINEAR), dtype=np.float64)
+    if dark_ink:
+        return lambda image: np.clip((level - image) / np.maximum(level, MIN_INK_CONTRAST), 0.0, 1.0)
+    return lambda image: np.clip(image - level, 0.0, 1.0)
+
+
+def ruled_lines(mask: np.ndarray) -> np.ndarray:
+    """The pixels of `mask` on straight lines across nearly the whole image, horizontal or vertical (ruling)."""
+    if min(mask.shape) < IMAGE_SIDE or not mask.any():
+        return np.zeros_like(mask)
+    # Look on a copy reduced to at most LINE_SEARCH_SIDE pixels (a line stays a line), then map back.
+    factor = max(1, math.ceil(max(mask.shape) / LINE_SEARCH_SIDE))
+    height, width = mask.shape
+    padded = np.zeros((math.ceil(height / factor) * factor, math.ceil(width / factor) * factor), dtype=bool)
+    padded[:height, :width] = mask
+    small = padded.reshape(padded.shape[0] // factor, factor, padded.shape[1] // factor, factor).any(axis=(1, 3))
+    lines = np.zeros_like(small)
+    for transposed in (False, True):
+        grid = small.T if transposed else small
+        rows, columns = np.mgrid[0 : grid.shape[0], 0 : grid.shape[1]]
+        # A line a pixel or two off straight still fills its row of a mask thickened by one pixel.
+        thick = ndimage.binary_dilation(grid, structure=np.ones((3, 1), dtype=bool)).ravel()
+        found = np.zeros_like(grid)
+        for tilt in np.arange(-LINE_MAX_TILT_DEGREES, LINE_MAX_TILT_DEGREES + 1e-9, LINE_TILT_STEP_DEGREES):
+            shifted = rows + np.rint(math.tan(math.radians(tilt)) * (columns - grid.shape[1] / 2)).astype(int)
+            shifted = (shifted - shifted.min()).ravel()
+            length = np.bincount(shifted)
+            filled = np.bincount(shifted, weights=thick)
+            full = (filled >= LINE_MIN_COVERAGE * grid.shape[1]) & (length >= LINE_MIN_COVERAGE * grid.shape[1])
+            if full.any():
+                found |= full[shifted].reshape(grid.shape) & grid
+        # A line is ruling only when it is much longer than the rest of the ink is wide: the bar
+        # of a tightly cropped 7 or the stem of a 1 spans the image too, but so does its digit.
+        # Ruling is also thin beside the digit, where a digit's bar is a good share of its height.
+        rest = grid & ~ndimage.binary_dilation(found, iterations=1)
+        rest_rows, rest_columns = np.flatnonzero(rest.any(axis=1)), np.flatnonzero(rest.any(axis=0))
+        if not rest_rows.size:
+            continue
+        thickness = found.sum() / max(1, ndimage.label(found)[1]) / grid.shape[1]
+        if (LINE_MIN_LENGTH_RATIO * (np.ptp(rest_columns) + 1) <= grid.shape[1]
+                and thickness <= LINE_MAX_THICKNESS * (np.ptp(rest_rows) + 1)):
+            lines |= found.T if transposed else found
+    if not lines.any():
+        return np.zeros_like(mask)
+    full_size = np.repeat(np.repeat(lines, factor, axis=0), factor, axis=1)[:height, :width]
+    # The ink within a pixel of a line is the line's own anti-aliased edge.
+    return ndimage.binary_dilation(full_size, iterations=1) & mask
+
+
 def keep_strokes(mask: np.ndarray) -> np.ndarray:
-    """The mask without connected blobs much smaller than the largest (noise specks)."""
+    """The mask without noise specks and stray marks: blobs much smaller than the largest, or small and apart."""
     labels, count = ndimage.label(mask)
     if count <= 1:
         return mask
     sizes = np.bincount(labels.ravel())[1:]
-    keep = np.flatnonzero(sizes >= MIN_COMPONENT_FRACTION * sizes.max()) + 1
+    largest = int(np.argmax(sizes))
+    boxes = ndimage.find_objects(labels)
+    main = boxes[largest]
+    reach = STRAY_MARK_GAP * max(main[0].stop - main[0].start, main[1].stop - main[1].start)
+    keep = []
+    for index, (size, box) in enumerate(zip(sizes, boxes)):
+        if size < MIN_COMPONENT_FRACTION * sizes[largest]:
+            continue
+        gap = max(main[0].start - box[0].stop, box[0].start - main[0].stop,
+                  main[1].start - box[1].stop, box[1].start - main[1].stop, 0)
+        if size < STRAY_MARK_FRACTION * sizes[largest] and gap > reach:
+            continue
+        keep.append(index + 1)
     return np.isin(labels, keep)
 
 
