@@ -161,12 +161,13 @@ def place_digit(digit: np.ndarray, side: int, rng: np.random.Generator) -> tuple
     from mnist_keras.redraw import crop
 
     ink = crop(np.asarray(digit, dtype=np.float64) / PIXEL_MAX)
-    scale = rng.uniform(*PHOTO_DIGIT_FRACTIONS) * side / ink.shape[0]
+    margin = side // 8
+    # The digit's height is a share of the photo; a wide digit is made smaller to fit inside the margins.
+    scale = min(rng.uniform(*PHOTO_DIGIT_FRACTIONS) * side / ink.shape[0], (side - 2 * margin) / ink.shape[1])
     size = (max(1, round(ink.shape[1] * scale)), max(1, round(ink.shape[0] * scale)))
     large = np.clip(np.asarray(Image.fromarray(ink.astype(np.float32), mode="F").resize(
         size, Image.Resampling.BICUBIC)), 0.0, 1.0)
     height, width = large.shape
-    margin = side // 8
     top = int(rng.integers(margin, max(margin + 1, side - height - margin)))
     left = int(rng.integers(margin, max(margin + 1, side - width - margin)))
     field = np.zeros((side, side))
