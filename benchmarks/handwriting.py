@@ -11,6 +11,8 @@ Every image is read by the same code as `mnist-keras predict`: files through
 - faint 28×28: MNIST test digits as users' own 28×28 drawings (thin, ink
   peaking at grey 140, off-centre), saved as PNG;
 - re-drawn: MNIST test digits re-drawn on paper by `mnist_keras.redraw`;
+- photos: MNIST test digits photographed on paper (`handwriting.write_photos`:
+  a shadow, lined paper, coloured paper, a stray dot, a ruled line, in turn);
 - MNIST test: the test set through the image path (28×28 PNG files);
 - held-out negatives: `handwriting.heldout_negatives` (letters drawn as pen
   strokes and in STIX / Computer Modern fonts, words, spirals, zigzags, loops,
@@ -35,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--negatives", type=int, default=2000, help="held-out non-digits (default 2000)")
     parser.add_argument("--seed", type=int, default=0, help="seed for the derived sets (default 0)")
     parser.add_argument("--json", metavar="FILE", help="also write the figures to FILE as JSON")
+    parser.add_argument("--outputs", metavar="FILE",
+                        help="also save every input and model output to FILE (.npz, first run), to calibrate is_digit")
     args = parser.parse_args(argv)
 
     from mnist_keras.backends import select_backend
@@ -58,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         sets["faint 28x28"] = (*handwriting.read_files(handwriting.write_images(faint, labels, root / "faint",
                                                                                   "faint")), labels)
         sets["re-drawn"] = (*handwriting.read_files(write_redrawn(digits, root / "redrawn", seed=args.seed)), labels)
+        photo_paths, _ = handwriting.write_photos(digits, root / "photos", seed=args.seed)
+        sets["photos"] = (*handwriting.read_files(photo_paths), labels)
         sets["MNIST test"] = (*handwriting.read_files(handwriting.write_images(digits, labels, root / "mnist",
                                                                                  "mnist")), labels)
         negatives = handwriting.heldout_negatives(args.negatives, args.seed)
@@ -65,8 +71,11 @@ def main(argv: list[str] | None = None) -> int:
 
     results = {}
     for run in args.runs:
-        results[run] = measure(KerasPredictor(run), sets, negatives, negative_inputs, negative_readable)
+        predictor = KerasPredictor(run)
+        results[run] = measure(predictor, sets, negatives, negative_inputs, negative_readable)
         print_run(run, results[run])
+        if args.outputs and run == args.runs[0]:
+            save_outputs(args.outputs, predictor, sets, negatives, negative_inputs, negative_readable)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     return 0
@@ -91,6 +100,18 @@ def measure(predictor, sets, negatives, negative_inputs, negative_readable) -> d
                             "per_kind": {kind: round(float(refused[kinds == kind].mean()), 4)
                                          for kind in dict.fromkeys(kinds)}}
     return figures
+
+
+def save_outputs(path, predictor, sets, negatives, negative_inputs, negative_readable) -> None:
+    arrays = {}
+    for name, (inputs, readable, labels) in sets.items():
+        key = name.replace(" ", "_")
+        arrays[f"{key}_inputs"], arrays[f"{key}_readable"], arrays[f"{key}_labels"] = inputs, readable, labels
+        arrays[f"{key}_outputs"] = predictor.predict(inputs.reshape(len(inputs), -1))
+    arrays["negatives_inputs"], arrays["negatives_readable"] = negative_inputs, negative_readable
+    arrays["negatives_outputs"] = predictor.predict(negative_inputs.reshape(len(negative_inputs), -1))
+    arrays["negatives_kinds"] = np.array([negative.kind for negative in negatives])
+    np.savez_compressed(path, **arrays)
 
 
 def print_run(run: str, figures: dict) -> None:

@@ -172,6 +172,98 @@ def test_stray_speck_in_a_28x28_input_is_dropped():
     assert result[:3, :3].max() == 0
 
 
+# ---------------------------------------------------------------- photos: light, paper, marks
+
+
+def as_array(image: Image.Image) -> np.ndarray:
+    return np.asarray(image, dtype=np.float64)
+
+
+@pytest.mark.parametrize("soft_edge", [False, True])
+def test_shadow_across_the_paper_is_flattened(reference, soft_edge):
+    paper = as_array(draw_seven())
+    columns = np.arange(paper.shape[1])[None, :] / paper.shape[1]
+    if soft_edge:  # the edge of a hand's shadow over the left half, losing half the light
+        light = 1 - 0.5 / (1 + np.exp((columns - 0.5) / 0.05))
+    else:  # light falling off across the page, to 40% at the far side
+        light = 1 - 0.6 * columns
+    shadowed = Image.fromarray(np.rint(paper * light).astype(np.uint8))
+    assert_close(preprocess_image_bytes(encode(shadowed)), reference)
+
+
+def test_evenly_lit_paper_uses_one_background_level(reference):
+    lit = as_array(draw_seven(paper=200, ink=40))
+    assert_close(preprocess_image_bytes(encode(Image.fromarray(lit.astype(np.uint8)))), reference)
+
+
+def test_thick_strokes_filling_the_frame_are_not_taken_for_shadow():
+    # A digit drawn large and bold, touching the edges (a tight crop): the window that
+    # estimates uneven light cannot close over such strokes, so it must not be used.
+    image = Image.new("L", (64, 64), WHITE)
+    ImageDraw.Draw(image).line([(4, 6), (60, 6), (24, 62)], fill=BLACK, width=18)
+    result = preprocess_image_bytes(encode(image))
+    assert max(ink_box(result > 0.05)) == DIGIT_BOX_SIDE
+    assert result.mean() > 0.15  # the bold strokes are still there, not hollowed out
+
+
+def test_ruled_line_under_the_digit_is_dropped(reference):
+    image = draw_seven()
+    draw = ImageDraw.Draw(image)
+    draw.line([(0, 235), (300, 229)], fill=BLACK, width=3)  # a pen line under the digit, a little tilted
+    assert_close(preprocess_image_bytes(encode(image)), reference)
+
+
+def test_lined_paper_is_dropped(reference):
+    image = draw_seven()
+    draw = ImageDraw.Draw(image)
+    for y in range(20, 300, 50):
+        draw.line([(0, y), (300, y + 2)], fill=150, width=2)  # printed ruling, lighter than the ink
+    draw.line([(30, 0), (30, 300)], fill=170, width=2)  # and a margin
+    assert_close(preprocess_image_bytes(encode(image)), reference)
+
+
+def test_digit_written_on_a_ruled_line_keeps_its_strokes(reference):
+    image = draw_seven()
+    ImageDraw.Draw(image).line([(0, 220), (300, 220)], fill=BLACK, width=2)  # through the foot of the 7
+    assert_close(preprocess_image_bytes(encode(image)), reference, tolerance=0.03)
+
+
+def test_a_one_filling_the_frame_is_not_taken_for_a_ruled_line():
+    image = Image.new("L", (100, 100), WHITE)
+    ImageDraw.Draw(image).line([(50, 0), (50, 100)], fill=BLACK, width=10)
+    result = preprocess_image_bytes(encode(image))
+    assert ink_box(result > 0.05)[0] == DIGIT_BOX_SIDE
+
+
+def test_stray_dot_beside_the_digit_is_dropped(reference):
+    image = draw_seven()
+    ImageDraw.Draw(image).ellipse([230, 250, 244, 264], fill=BLACK)  # a pen's tap, about a stroke wide
+    assert_close(preprocess_image_bytes(encode(image)), reference)
+
+
+def test_detached_stroke_close_to_the_digit_is_kept():
+    # A 5 whose flag does not touch its body: a part of the digit, not a stray mark.
+    image = Image.new("L", (200, 200), WHITE)
+    draw = ImageDraw.Draw(image)
+    draw.line([(70, 40), (120, 40)], fill=BLACK, width=12)
+    draw.line([(62, 52), (60, 95), (110, 95), (125, 130), (105, 160), (60, 155)], fill=BLACK, width=12,
+              joint="curve")
+    result = preprocess_image_bytes(encode(image))
+    assert result[:6].max() > 0.5  # the flag is the top of the digit
+
+
+def test_faint_28x28_pixels_are_normalised_like_a_file():
+    faint = mnist_like_one(top=2, left=3, height=12, peak=140)
+    from_pixels = pixels_to_image(faint.astype(np.float64) / 255)
+    np.testing.assert_allclose(from_pixels, preprocess_image_bytes(encode(Image.fromarray(faint))), atol=1e-6)
+    assert from_pixels.max() == pytest.approx(1.0)
+
+
+def test_pixels_that_fill_the_frame_are_taken_as_they_are():
+    stripes = np.tile((np.arange(IMAGE_SIDE) % 4 < 2).astype(np.float64), (IMAGE_SIDE, 1))
+    np.testing.assert_array_equal(pixels_to_image(stripes), stripes.astype(np.float32))
+
+
 @pytest.mark.real_data
 def test_mnist_test_digits_come_through_nearly_unchanged(real_mnist):
     digits = real_mnist.x_test[:500].astype(np.float32) / 255

@@ -173,6 +173,126 @@ def write_images(images: np.ndarray, labels: Sequence[int], directory: str | Pat
     return paths
 
 
+# ---------------------------------------------------------------- photographed digits
+
+PHOTO_CONDITIONS = ("shadow", "lined paper", "coloured paper", "stray dot", "ruled line")
+PHOTO_SIDES = (160, 260)  # pixels: a phone photo cropped round the digit
+PHOTO_DIGIT_FRACTIONS = (0.35, 0.55)  # the digit's height as a share of the photo
+PAPER_REFLECTANCE = (0.8, 0.95)
+INK_REFLECTANCE = (0.05, 0.25)
+SHADOW_DEPTHS = (0.35, 0.6)  # how much light the shadowed side loses
+RULE_REFLECTANCE = (0.45, 0.7)  # printed blue ruling, as grey
+RULE_WIDTHS = (1, 3)  # pixels
+RULE_TILT_DEGREES = 2.0
+PAPER_COLOURS = ((1.0, 0.95, 0.6), (1.0, 0.8, 0.85), (0.75, 0.9, 1.0), (0.8, 1.0, 0.8))  # yellow, pink, blue, green
+DOT_RADII = (0.5, 0.8)  # a pen's tap: about as wide as the stroke
+PHOTO_NOISE = 3.0  # sensor noise, in 0..255 units
+# MNIST's strokes: 2.79 pixels wide in a 20-pixel box (2 × ink area / outline, ink above 0.5).
+MNIST_STROKE_FRACTION = 2.79 / 20
+
+
+def place_digit(digit: np.ndarray, side: int, rng: np.random.Generator) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """An MNIST digit as ink coverage in [0, 1] on a side×side field, and its box (top, left, bottom, right)."""
+    from mnist_keras.redraw import crop
+
+    ink = crop(np.asarray(digit, dtype=np.float64) / PIXEL_MAX)
+    margin = side // 8
+    # The digit's height is a share of the photo; a wide digit is made smaller to fit inside the margins.
+    scale = min(rng.uniform(*PHOTO_DIGIT_FRACTIONS) * side / ink.shape[0], (side - 2 * margin) / ink.shape[1])
+    size = (max(1, round(ink.shape[1] * scale)), max(1, round(ink.shape[0] * scale)))
+    large = np.clip(np.asarray(Image.fromarray(ink.astype(np.float32), mode="F").resize(
+        size, Image.Resampling.BICUBIC)), 0.0, 1.0)
+    height, width = large.shape
+    top = int(rng.integers(margin, max(margin + 1, side - height - margin)))
+    left = int(rng.integers(margin, max(margin + 1, side - width - margin)))
+    field = np.zeros((side, side))
+    field[top : top + height, left : left + width] = large
+    return field, (top, left, top + height, left + width)
+
+
+def photo_digit(digit: np.ndarray, condition: str, rng: np.random.Generator) -> np.ndarray:
+    """One MNIST digit (uint8 28×28) → a photo of it written on paper: uint8 grey (H, W) or RGB (H, W, 3).
+
+    Light × reflectance, as a camera sees it: ink and printed lines reflect less
+    light than paper, and a shadow darkens paper and ink alike.
+    """
+    side = int(rng.integers(*PHOTO_SIDES))
+    coverage, (top, left, bottom, right) = place_digit(digit, side, rng)
+    stroke = MNIST_STROKE_FRACTION * (bottom - top)  # the digit's stroke width, as MNIST's
+    rows, columns = np.mgrid[0:side, 0:side].astype(np.float64)
+    marks = np.zeros((side, side))  # other marks on the paper: reflectance lost, in [0, 1]
+    mark_reflectance = rng.uniform(*RULE_REFLECTANCE)
+    if condition in ("lined paper", "ruled line"):
+        tilt = math.tan(math.radians(rng.uniform(-RULE_TILT_DEGREES, RULE_TILT_DEGREES)))
+        width = rng.uniform(*RULE_WIDTHS)
+        baseline = bottom + rng.uniform(-0.05, 0.15) * (bottom - top)  # written on, or just above, the line
+        if condition == "lined paper":
+            spacing = (bottom - top) * rng.uniform(1.1, 1.5)
+            offsets = baseline + spacing * np.arange(-4, 5)
+        else:
+            # One dark pen or printed line beside the digit: under it, above it, or a margin line.
+            mark_reflectance = rng.uniform(INK_REFLECTANCE[0], RULE_REFLECTANCE[1])
+            gap = rng.uniform(0.15, 0.4) * (bottom - top)
+            offsets = np.array([bottom + gap if rng.random() < 0.5 else top - gap])
+            if rng.random() < 0.3:
+                rows, columns = columns, rows
+                offsets = np.array([right + gap if rng.random() < 0.5 else left - gap])
+        along = rows - tilt * (columns - side / 2)
+        for offset in offsets:
+            marks = np.maximum(marks, np.clip(width / 2 + 0.5 - np.abs(along - offset), 0, 1))
+        rows, columns = np.mgrid[0:side, 0:side].astype(np.float64)
+    if condition == "stray dot":
+        radius = stroke * rng.uniform(*DOT_RADII)
+        distance = rng.uniform(0.3, 0.7) * (bottom - top)
+        angle = rng.uniform(0, 2 * math.pi)
+        centre = ((top + bottom) / 2 + math.sin(angle) * ((bottom - top) / 2 + distance),
+                  (left + right) / 2 + math.cos(angle) * ((right - left) / 2 + distance))
+        centre = np.clip(centre, radius + 1, side - radius - 1)
+        dot = np.clip(radius + 0.5 - np.hypot(rows - centre[0], columns - centre[1]), 0, 1)
+        coverage = np.maximum(coverage, dot)
+    paper = rng.uniform(*PAPER_REFLECTANCE)
+    ink = rng.uniform(*INK_REFLECTANCE)
+    reflectance = paper - (paper - mark_reflectance) * marks
+    reflectance = reflectance - (reflectance - ink) * coverage
+    light = np.ones((side, side))
+    if condition == "shadow":
+        angle = rng.uniform(0, 2 * math.pi)
+        along = (rows - side / 2) * math.sin(angle) + (columns - side / 2) * math.cos(angle)
+        depth = rng.uniform(*SHADOW_DEPTHS)
+        if rng.random() < 0.5:  # a gradual fall-off of light across the page
+            light = 1 - depth * (along / side + 0.5)
+        else:  # the soft edge of a hand's or phone's shadow
+            edge = rng.uniform(-0.3, 0.3) * side
+            light = 1 - depth / (1 + np.exp(-(along - edge) / (side * rng.uniform(0.02, 0.1))))
+    grey = light * reflectance
+    if condition == "coloured paper":
+        tint = np.array(PAPER_COLOURS[int(rng.integers(len(PAPER_COLOURS)))])
+        ink_colour = np.array([0.1, 0.1, 0.5]) if rng.random() < 0.5 else np.array([0.1, 0.1, 0.1])
+        tinted_paper = grey[..., None] * tint
+        colour = tinted_paper + (ink_colour * ink / 0.25 - tinted_paper) * coverage[..., None]
+        noisy = colour * PIXEL_MAX + rng.normal(0, PHOTO_NOISE, colour.shape)
+        return np.rint(np.clip(noisy, 0, PIXEL_MAX)).astype(np.uint8)
+    noisy = grey * PIXEL_MAX + rng.normal(0, PHOTO_NOISE, grey.shape)
+    return np.rint(np.clip(noisy, 0, PIXEL_MAX)).astype(np.uint8)
+
+
+def write_photos(digits: np.ndarray, directory: str | Path, seed: int = 0,
+                 conditions: Sequence[str] = PHOTO_CONDITIONS) -> tuple[list[Path], list[str]]:
+    """Each digit photographed under one condition (in turn), saved as PNG; the paths and conditions, in order."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng([seed, 31_337])
+    paths, used = [], []
+    for index, digit in enumerate(digits):
+        condition = conditions[index % len(conditions)]
+        array = photo_digit(digit, condition, rng)
+        path = directory / f"photo-{index:05d}-{condition.replace(' ', '-')}.png"
+        Image.fromarray(array, mode="RGB" if array.ndim == 3 else "L").save(path)
+        paths.append(path)
+        used.append(condition)
+    return paths, used
+
+
 # ---------------------------------------------------------------- held-out non-digits
 
 # Letters drawn as pen strokes: polylines in a unit box (x right, y down).
