@@ -10,6 +10,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
+import mnist_keras
+
 from test_notebook import TRAINING_CALLS, images_in, parameters_cell, section_titles, sections
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "beyond_the_seed.ipynb"
@@ -114,6 +116,9 @@ def test_notebook_runs_top_to_bottom_with_quick_parameters(real_mnist, tmp_path)
     )
     # The test process has chosen its own backend (conftest); the kernel must choose the notebook's.
     kernel_env = {name: value for name, value in os.environ.items() if name != "KERAS_BACKEND"}
+    # The kernel imports the package under test, wherever it was imported from here.
+    kernel_env["PYTHONPATH"] = os.pathsep.join(
+        [str(Path(mnist_keras.__file__).resolve().parents[1]), *filter(None, [os.environ.get("PYTHONPATH")])])
     client = NotebookClient(
         notebook, kernel_name="python3", timeout=QUICK_TIMEOUT_SECONDS,
         resources={"metadata": {"path": str(tmp_path)}},
