@@ -81,13 +81,38 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+# Thresholds tried for the trade-off table: "not a digit" probability (11-output models) or
+# 1 - top probability (10-output models) at or above which an image is refused.
+TRADEOFF_THRESHOLDS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+
+
+def refusal_scores(inputs: np.ndarray, outputs: np.ndarray, readable: np.ndarray) -> np.ndarray:
+    """How strongly each image looks like no digit, in [0, 1]; 2 for what the image rules or reading refuse."""
+    from mnist_keras.constants import NUM_CLASSES
+    from mnist_keras.nondigit import MAX_INK_COVERAGE, ink_coverage
+
+    outputs = np.asarray(outputs, dtype=np.float64)
+    scores = outputs[:, NUM_CLASSES] if outputs.shape[1] > NUM_CLASSES else 1 - outputs.max(axis=1)
+    refused_anyway = ~readable | np.array([ink_coverage(image) > MAX_INK_COVERAGE for image in inputs])
+    return np.where(refused_anyway, 2.0, scores)
+
+
+def tradeoff(digit_scores: np.ndarray, negative_scores: np.ndarray) -> list[dict]:
+    """For each threshold: the share of real digits kept as digits and of non-digits refused."""
+    return [{"threshold": threshold, "digits_kept": round(float((digit_scores < threshold).mean()), 4),
+             "negatives_refused": round(float((negative_scores >= threshold).mean()), 4)}
+            for threshold in TRADEOFF_THRESHOLDS]
+
+
 def measure(predictor, sets, negatives, negative_inputs, negative_readable) -> dict:
     from mnist_keras.evaluate import digit_probabilities
     from mnist_keras.handwriting import is_digit_rates
 
     figures: dict = {"sets": {}}
+    digit_scores = []
     for name, (inputs, readable, labels) in sets.items():
         outputs = predictor.predict(inputs.reshape(len(inputs), -1))
+        digit_scores.append(refusal_scores(inputs, outputs, readable))
         correct = (digit_probabilities(outputs).argmax(axis=1) == labels) & readable
         kept = is_digit_rates(inputs, outputs, readable)
         figures["sets"][name] = {"images": len(labels), "accuracy": round(float(correct.mean()), 4),
@@ -95,6 +120,8 @@ def measure(predictor, sets, negatives, negative_inputs, negative_readable) -> d
                                  "unreadable": int((~readable).sum())}
     outputs = predictor.predict(negative_inputs.reshape(len(negative_inputs), -1))
     refused = ~is_digit_rates(negative_inputs, outputs, negative_readable)
+    figures["tradeoff"] = tradeoff(np.concatenate(digit_scores),
+                                   refusal_scores(negative_inputs, outputs, negative_readable))
     kinds = np.array([negative.kind for negative in negatives])
     figures["negatives"] = {"images": len(negatives), "is_digit_false": round(float(refused.mean()), 4),
                             "per_kind": {kind: round(float(refused[kinds == kind].mean()), 4)
@@ -123,6 +150,9 @@ def print_run(run: str, figures: dict) -> None:
     print(f"{'non-digits':<14} {negatives['images']:>7,} {'':>9} {1 - negatives['is_digit_false']:>14.2%}"
           f"   (is_digit false {negatives['is_digit_false']:.2%})")
     print("  " + ", ".join(f"{kind} {rate:.0%}" for kind, rate in negatives["per_kind"].items()))
+    print("trade-off (all real-digit sets pooled): threshold, digits kept, non-digits refused")
+    for row in figures["tradeoff"]:
+        print(f"  {row['threshold']:>5.2f}  {row['digits_kept']:>7.2%}  {row['negatives_refused']:>7.2%}")
 
 
 if __name__ == "__main__":
