@@ -115,16 +115,19 @@ def make_payloads(kind: str) -> list[Payload]:
     """The ten drawn digits as request bodies: multipart PNG uploads to /predict (280×280, or the
     largest accepted, 4096×4096, for kind "big-png"), the same digits as JSON pixels, or (kind
     "mixed") uploads, JSON pixels and batches of BATCH_SIZE to /predict/batch in turn."""
-    from mnist_keras.images import MAX_IMAGE_PIXELS, image_as_lists, preprocess_image_bytes
+    from mnist_keras.images import MAX_IMAGE_PIXELS, image_as_lists, pixels_to_image, preprocess_image_bytes
 
     side = math.isqrt(MAX_IMAGE_PIXELS) if kind == "big-png" else PAD_SIDE
     multipart = f"multipart/form-data; boundary={BOUNDARY}"
     pngs = [drawn_digit_png(digit, side) for digit in range(NUM_CLASSES)]
     images = [preprocess_image_bytes(png) for png in pngs]
+    # JSON pixels are a client's 28×28 image: the service reads them through their own path.
+    sent = [image_as_lists(image) for image in images]
+    read = [pixels_to_image(pixels) for pixels in sent]
     uploads = [Payload(upload_body([(f"{digit}.png", png)], "file"), multipart, [image])
                for digit, (png, image) in enumerate(zip(pngs, images))]
-    pixels = [Payload(json.dumps({"pixels": image_as_lists(image)}).encode(), "application/json", [image])
-              for image in images]
+    pixels = [Payload(json.dumps({"pixels": pixels}).encode(), "application/json", [image])
+              for pixels, image in zip(sent, read)]
     if kind == "pixels":
         return pixels
     if kind != "mixed":
@@ -133,8 +136,8 @@ def make_payloads(kind: str) -> list[Payload]:
     for first in range(NUM_CLASSES):
         digits = [(first + offset) % NUM_CLASSES for offset in range(BATCH_SIZE)]
         if first % 2:
-            body = json.dumps({"images": [image_as_lists(images[digit]) for digit in digits]}).encode()
-            batches.append(Payload(body, "application/json", [images[d] for d in digits], "/predict/batch"))
+            body = json.dumps({"images": [sent[digit] for digit in digits]}).encode()
+            batches.append(Payload(body, "application/json", [read[d] for d in digits], "/predict/batch"))
         else:
             body = upload_body([(f"{digit}.png", pngs[digit]) for digit in digits], "files")
             batches.append(Payload(body, multipart, [images[d] for d in digits], "/predict/batch"))
