@@ -42,6 +42,13 @@ DIGIT_STROKES = {
     0: [ELLIPSE],
     4: [[(95, 45), (70, 160), (210, 160)], [(175, 70), (175, 240)]],
 }
+# A scribble as a bored person draws one: a zigzag scrawled back and forth over the whole pad, then a loop
+# through it. No digit looks like it.
+SCRIBBLE_STROKES = [
+    [(40 + 200 * (step % 2), 40 + 14 * step) for step in range(15)],
+    [(140 + 90 * math.cos(2 * math.pi * step / 16), 140 + 50 * math.sin(2 * math.pi * step / 16))
+     for step in range(17)],
+]
 
 
 def free_port() -> int:
@@ -161,6 +168,16 @@ def test_clear_resets_the_page(browser, server_url):
         "return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data).every(v => v === 255);"
     )
     assert blank_pad
+
+
+def test_a_drawn_scribble_is_not_a_digit(browser, server_url):
+    browser.get(server_url + "/")
+    draw(browser, SCRIBBLE_STROKES)
+    wait_for_answer(browser)
+    assert browser.find_element("id", "result").get_attribute("data-state") == "ready", \
+        browser.find_element("id", "status").text
+    assert browser.find_element("id", "digit").text == "not a digit"
+    assert browser.find_element("id", "confidence").text == ""
 
 
 def test_an_answer_that_is_not_a_digit_shows_no_digit(browser, server_url):

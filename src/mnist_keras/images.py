@@ -73,6 +73,14 @@ MIN_COMPONENT_FRACTION = 0.02
 # beside a 1, and leave optdigits, MNIST and re-drawn digits unchanged.
 STRAY_MARK_FRACTION = 0.3
 STRAY_MARK_GAP = 0.2
+# A dot is also dropped closer in, once it is clear of the digit's box, if it is
+# round and filled as a pen's tap is (its blob fills at least this share of its
+# box, the box is at most this much longer one way than the other, and its side
+# is at most this fraction of the digit's): a detached stroke of a digit is a
+# bar, not a disc.
+DOT_FILL = 0.6
+DOT_ASPECT = 1.5
+DOT_SIDE_FRACTION = 0.35
 # Uneven light (a shadow, light falling off across a photo): the paper level
 # is estimated everywhere as the brightness left when dark marks narrower
 # than this share of the image are closed over (and likewise for light ink),
@@ -385,10 +393,18 @@ def keep_strokes(mask: np.ndarray) -> np.ndarray:
             continue
         gap = max(main[0].start - box[0].stop, box[0].start - main[0].stop,
                   main[1].start - box[1].stop, box[1].start - main[1].stop, 0)
-        if size < STRAY_MARK_FRACTION * sizes[largest] and gap > reach:
+        if size < STRAY_MARK_FRACTION * sizes[largest] and (gap > reach or (gap > 0 and is_dot(size, box, main))):
             continue
         keep.append(index + 1)
     return np.isin(labels, keep)
+
+
+def is_dot(size: int, box: tuple[slice, slice], main: tuple[slice, slice]) -> bool:
+    """Whether a blob of `size` pixels in `box` is a round, filled dot, small beside the digit in `main`."""
+    height, width = (extent.stop - extent.start for extent in box)
+    main_side = max(extent.stop - extent.start for extent in main)
+    return (size >= DOT_FILL * height * width and max(height, width) <= DOT_ASPECT * min(height, width)
+            and max(height, width) <= DOT_SIDE_FRACTION * main_side)
 
 
 def crop_to_ink(ink: np.ndarray) -> np.ndarray:
