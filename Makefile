@@ -40,10 +40,11 @@ $(VENV)/.installed-sweep: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e ".[sweep]"
 	touch $@
 
-# The README's results table: the seed recipe over seeds 1-5 on the sweep engine (Ray Tune),
-# into runs/seeds/ (seeds.md is the table, seeds.json the numbers). SEEDS_FLAGS=--resume continues it.
+# The README's results table: the seed recipe over seeds 1-5 on the sweep engine (Ray Tune), one trial at a time
+# on both cores (whole-machine seconds), into runs/seeds/ (seeds.md is the table, seeds.json the numbers).
+# SEEDS_FLAGS=--resume continues it.
 seeds: $(VENV)/.installed-sweep
-	$(BIN)/mnist-keras seeds seed --seeds 1-5 --out runs/seeds $(SEEDS_FLAGS)
+	$(BIN)/mnist-keras seeds seed --seeds 1-5 --max-concurrent 1 --out runs/seeds $(SEEDS_FLAGS)
 
 # Re-execute the seed notebook top to bottom, in place: a full seed-recipe run into runs/notebook/,
 # so the committed notebook carries every figure and number. The kernel runs in notebooks/.
