@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
+from pathlib import Path
 
 import keras
 
@@ -27,6 +28,29 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
+# The widest vector extension of the CPU decides how fast training runs; the first one found is named.
+VECTOR_EXTENSIONS = (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("asimd", "NEON"))
+
+
+def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
+    """The CPU's model name and widest vector extension (e.g. "AMD EPYC, AVX2"); None where unknown."""
+    try:
+        lines = cpuinfo.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    fields = {}
+    for line in lines:
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip().lower(), value.strip())
+    name = fields.get("model name") or platform.processor() or None
+    flags = set((fields.get("flags") or fields.get("features") or "").split())
+    extension = next((label for flag, label in VECTOR_EXTENSIONS if flag in flags), None)
+    parts = [part for part in (name, extension) if part]
+    return ", ".join(parts) or None
+
+
 def machine_description() -> str:
     """A one-line description of the machine, for benchmark and results tables."""
-    return f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()} {platform.release()}"
+    cpu = cpu_model()
+    return (f"{platform.machine()}{f' ({cpu})' if cpu else ''}, {os.cpu_count()} CPU cores, "
+            f"{platform.system()} {platform.release()}")
