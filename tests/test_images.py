@@ -241,6 +241,13 @@ def test_stray_dot_beside_the_digit_is_dropped(reference):
     assert_close(preprocess_image_bytes(encode(image)), reference)
 
 
+def test_round_dot_just_clear_of_the_digit_is_dropped(reference):
+    image = draw_seven()
+    # A pen's tap just below the foot of the 7: closer than a stray mark must be, but round and filled.
+    ImageDraw.Draw(image).ellipse([150, 238, 164, 252], fill=BLACK)
+    assert_close(preprocess_image_bytes(encode(image)), reference)
+
+
 def test_detached_stroke_close_to_the_digit_is_kept():
     # A 5 whose flag does not touch its body: a part of the digit, not a stray mark.
     image = Image.new("L", (200, 200), WHITE)
