@@ -207,10 +207,10 @@ def add_ratios(rows: list[dict[str, Any]]) -> None:
 
 def cpu_features(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict[str, bool | None]:
     """Whether the CPU has AVX-512, AMX and a bfloat16 instruction (None where /proc/cpuinfo is unreadable)."""
-    try:
-        flags = next((line.split(":", 1)[1].split() for line in cpuinfo.read_text().splitlines()
-                      if line.startswith("flags")), [])
-    except OSError:
+    from mnist_keras.environment import cpu_flags
+
+    flags = cpu_flags(cpuinfo)
+    if flags is None:
         return {feature: None for feature in CPU_FEATURES}
     return {feature: any(flag in flags for flag in names) for feature, names in CPU_FEATURES.items()}
 
@@ -246,9 +246,6 @@ def benchmark(options: argparse.Namespace) -> dict[str, Any]:
 
 
 def machine_line() -> str:
-    from mnist_keras.backends import select_backend
-
-    select_backend("tensorflow")  # environment imports Keras; any backend will do for the description
     from mnist_keras.environment import machine_description
 
     return machine_description()

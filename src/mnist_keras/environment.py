@@ -7,13 +7,13 @@ import os
 import platform
 from pathlib import Path
 
-import keras
-
 # Distributions whose versions decide a run's numbers.
 TRACKED_DISTRIBUTIONS = ("mnist-keras", "keras", "jax", "jaxlib", "tensorflow", "torch", "numpy", "scikit-learn")
 
 
 def backend_name() -> str:
+    import keras  # here, not at import: reading the machine must not load Keras or fix its backend
+
     return keras.backend.backend()
 
 
@@ -32,8 +32,8 @@ def library_versions() -> dict[str, str]:
 VECTOR_EXTENSIONS = (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("asimd", "NEON"))
 
 
-def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
-    """The CPU's model name and widest vector extension (e.g. "AMD EPYC, AVX2"); None where unknown."""
+def cpu_fields(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict[str, str] | None:
+    """The first processor's fields in /proc/cpuinfo, keys lower-cased; None where it is unreadable."""
     try:
         lines = cpuinfo.read_text(errors="replace").splitlines()
     except OSError:
@@ -42,8 +42,24 @@ def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
     for line in lines:
         key, _, value = line.partition(":")
         fields.setdefault(key.strip().lower(), value.strip())
+    return fields
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str] | None:
+    """The CPU's feature flags (x86 "flags", Arm "Features"); None where /proc/cpuinfo is unreadable."""
+    fields = cpu_fields(cpuinfo)
+    if fields is None:
+        return None
+    return set((fields.get("flags") or fields.get("features") or "").split())
+
+
+def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
+    """The CPU's model name and widest vector extension (e.g. "AMD EPYC, AVX2"); None where unknown."""
+    fields = cpu_fields(cpuinfo)
+    if fields is None:
+        return None
     name = fields.get("model name") or platform.processor() or None
-    flags = set((fields.get("flags") or fields.get("features") or "").split())
+    flags = cpu_flags(cpuinfo)
     extension = next((label for flag, label in VECTOR_EXTENSIONS if flag in flags), None)
     parts = [part for part in (name, extension) if part]
     return ", ".join(parts) or None
