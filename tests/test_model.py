@@ -8,7 +8,7 @@ from mnist_keras.config import Config
 from mnist_keras.constants import IMAGE_SIDE, NUM_CLASSES, NUM_PIXELS
 from mnist_keras.data import preprocess_images
 from mnist_keras.errors import ConfigError
-from mnist_keras.model import build_augmenter, build_model, count_parameters
+from mnist_keras.model import RandomAffine, augmentation_layers, build_augmenter, build_model, count_parameters
 
 
 def test_seed_model_parameter_counts():
@@ -61,7 +61,7 @@ def test_augmentation_acts_in_training_only_and_is_not_in_the_model(config):
     model = build_model(config)
     assert not any("random" in layer.name for layer in model.layers), "a saved or exported model never augments"
     augmenter = build_augmenter(config)
-    assert any(isinstance(layer, keras.layers.RandomRotation) for layer in augmenter.layers)
+    assert any(isinstance(layer, RandomAffine) for layer in augmenter.layers)
     images = np.zeros((8, IMAGE_SIDE, IMAGE_SIDE), dtype=np.float32)
     images[:, 8:20, 12:16] = 1.0
     pixels = images.reshape(8, NUM_PIXELS)
@@ -71,6 +71,54 @@ def test_augmentation_acts_in_training_only_and_is_not_in_the_model(config):
     assert 0.6 < trained_on.sum(axis=1).min() / pixels.sum(axis=1).max() < 1.5
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(augmenter(pixels, training=False)), pixels)
     assert build_augmenter(Config()) is None
+
+
+def centre_and_ink(images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each N×H×W×1 image's centre of mass (row, column) and its total ink."""
+    images = images[..., 0]
+    rows, columns = np.indices(images.shape[1:])
+    ink = images.sum(axis=(1, 2))
+    return (images * rows).sum(axis=(1, 2)) / ink, (images * columns).sum(axis=(1, 2)) / ink, ink
+
+
+def test_random_affine_turns_scales_and_slants_about_the_centre_and_shifts_within_its_range():
+    bars = np.zeros((64, IMAGE_SIDE, IMAGE_SIDE, 1), dtype=np.float32)
+    bars[:, 8:20, 12:16] = 1.0  # a bar centred on the image's centre, 13.5
+    centre = (IMAGE_SIDE - 1) / 2
+    turned = keras.ops.convert_to_numpy(RandomAffine(rotation=90.0, seed=1)(bars, training=True))
+    rows, columns, ink = centre_and_ink(turned)
+    np.testing.assert_allclose(rows, centre, atol=0.05)
+    np.testing.assert_allclose(columns, centre, atol=0.05)
+    np.testing.assert_allclose(ink, bars[0].sum(), rtol=0.05)  # turned, not erased or smeared out
+    assert np.ptp(turned[:, :, :, 0].max(axis=1).argmax(axis=1)) > 0, "each image draws its own angle"
+    scaled = keras.ops.convert_to_numpy(RandomAffine(zoom=0.3, seed=1)(bars, training=True))
+    rows, columns, ink = centre_and_ink(scaled)
+    np.testing.assert_allclose(rows, centre, atol=0.05)
+    # Scaling by s changes the ink by 1/s², with s in [0.7, 1.3].
+    assert bars[0].sum() / 1.3 ** 2 * 0.95 < ink.min() < ink.max() < bars[0].sum() / 0.7 ** 2 * 1.05
+    assert ink.max() / ink.min() > 1.5, "zoom draws both ways"
+    shifted = keras.ops.convert_to_numpy(RandomAffine(shift=0.1, seed=1)(bars, training=True))
+    rows, columns, ink = centre_and_ink(shifted)
+    most = 0.1 * IMAGE_SIDE
+    for moved in (rows - centre, columns - centre):
+        assert np.abs(moved).max() <= most + 0.05 and moved.min() < -most / 2 and moved.max() > most / 2
+    np.testing.assert_allclose(ink, bars[0].sum(), rtol=1e-3)
+    slanted = keras.ops.convert_to_numpy(RandomAffine(shear=20.0, seed=1)(bars, training=True))
+    rows, columns, ink = centre_and_ink(slanted)
+    np.testing.assert_allclose(columns, centre, atol=0.05)
+    np.testing.assert_allclose(ink, bars[0].sum(), rtol=1e-3)
+    # The bar's columns lean: its top and bottom rows move apart sideways, either way,
+    # by at most tan(20°) over the rows between them.
+    lean = centre_and_ink(slanted[:, 8:10])[1] - centre_and_ink(slanted[:, 18:20])[1]
+    assert lean.min() < -1 and lean.max() > 1 and np.abs(lean).max() <= np.tan(np.radians(20.0)) * 10 + 0.05
+
+
+def test_augmentation_layers_show_each_transformation_alone():
+    shown = augmentation_layers(CONVNET)
+    assert [layer.name for layer in shown] == ["random_shift", "random_rotation", "random_zoom"]
+    assert [(layer.shift, layer.rotation, layer.zoom) for layer in shown] == [
+        (CONVNET.shift, 0.0, 0.0), (0.0, CONVNET.rotation, 0.0), (0.0, 0.0, CONVNET.zoom)]
+    assert augmentation_layers(Config()) == []
 
 
 def test_each_family_trains_saves_loads_and_exports(tmp_path, tiny_mnist):

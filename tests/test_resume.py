@@ -47,7 +47,7 @@ from mnist_keras.backends import select_backend
 select_backend({backend!r})
 from fakes import TINY_RECIPE, synthetic_mnist
 from mnist_keras.pipeline import train_run
-recipe = dataclasses.replace(TINY_RECIPE, epochs={epochs}, early_stopping_patience=100)
+recipe = dataclasses.replace(TINY_RECIPE, epochs={epochs}, early_stopping_patience=100, **{augmentation!r})
 seen = []
 def on_epoch(state, directory):
     seen.append(state.epoch)
@@ -57,10 +57,14 @@ print(json.dumps({{"epochs_seen": seen, "test_loss": metrics["test_loss"]}}))
 """
 
 
+# The child trains on augmented digits, so a resumed run must also restore the augmenter's random state.
+CHILD_AUGMENTATION = {"shift": 0.1, "rotation": 10.0, "zoom": 0.1, "shear": 10.0}
+
+
 def run_child(backend: str, run_dir: Path, epochs: int = RECIPE.epochs, pause: float = 0.0, wait: bool = True):
-    """Train RECIPE (with `epochs`) in a child process on `backend`; the finished child's JSON, or the process."""
+    """Train RECIPE (with `epochs`, augmented) in a child process on `backend`: its JSON, or the running process."""
     code = CHILD_TRAINING.format(tests=str(TESTS_DIR), backend=backend, epochs=epochs, pause=pause,
-                                 run_dir=str(run_dir))
+                                 run_dir=str(run_dir), augmentation=CHILD_AUGMENTATION)
     child = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "KERAS_BACKEND": backend},
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if not wait:
@@ -76,7 +80,7 @@ def latest_record(run_dir: Path) -> dict | None:
 
 @pytest.mark.parametrize("backend", ["jax", "tensorflow"])
 def test_sigkill_then_resume_computes_exactly_what_an_uninterrupted_run_does(tmp_path, backend):
-    """Optimizer moments, learning rate, dropout RNG and batch order all come back as they were."""
+    """Optimizer moments, learning rate, dropout and augmentation RNG and batch order all come back as they were."""
     whole = run_child(backend, tmp_path / "whole")
     run_dir = tmp_path / "run"
     child = run_child(backend, run_dir, pause=0.4, wait=False)

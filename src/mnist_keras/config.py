@@ -72,10 +72,12 @@ class Config:
 
     # Augmentation, applied inside the compiled training step only (never at inference):
     # random shifts up to this fraction of the image side, rotations up to this many
-    # degrees, zoom in or out by up to this fraction. All zero in the seed recipe.
+    # degrees, zoom in or out by up to this fraction, slant (shear) by up to this many
+    # degrees. All zero in the seed recipe.
     shift: float = 0.0
     rotation: float = 0.0
     zoom: float = 0.0
+    shear: float = 0.0
 
     # An 11th output, "not a digit", trained on synthetic non-digit images
     # (mnist_keras.nondigit) that make up this fraction of the training set.
@@ -92,7 +94,7 @@ class Config:
 
     @property
     def augmented(self) -> bool:
-        return any((self.shift, self.rotation, self.zoom))
+        return any((self.shift, self.rotation, self.zoom, self.shear))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -146,8 +148,9 @@ def coerce(name: str, value: Any, annotation: Any) -> Any:
 SCHEDULES = ("constant", "one_cycle")
 MODEL_FAMILIES = ("mlp", "cnn")
 # Largest augmentation settings that still leave a digit readable (a shift of half the
-# image moves it out of the frame; a half-turn turns 6 into 9).
-MAX_SHIFT, MAX_ROTATION_DEGREES, MAX_ZOOM = 0.5, 90.0, 0.5
+# image moves it out of the frame; a half-turn turns 6 into 9; a 45-degree slant lays a 1
+# on its side).
+MAX_SHIFT, MAX_ROTATION_DEGREES, MAX_ZOOM, MAX_SHEAR_DEGREES = 0.5, 90.0, 0.5, 45.0
 
 
 def validate(config: Config) -> None:
@@ -226,7 +229,8 @@ def validate_training_extras(config: Config) -> None:
         raise ConfigError(f"setting 'label_smoothing' must be in [0, 1), got {config.label_smoothing}")
     if not 0 <= config.weight_averaging < 1:
         raise ConfigError(f"setting 'weight_averaging' must be in [0, 1) (0 is off), got {config.weight_averaging}")
-    for name, limit in (("shift", MAX_SHIFT), ("rotation", MAX_ROTATION_DEGREES), ("zoom", MAX_ZOOM)):
+    for name, limit in (("shift", MAX_SHIFT), ("rotation", MAX_ROTATION_DEGREES), ("zoom", MAX_ZOOM),
+                        ("shear", MAX_SHEAR_DEGREES)):
         if not 0 <= getattr(config, name) <= limit:
             raise ConfigError(f"setting {name!r} must be between 0 and {limit}, got {getattr(config, name)}")
     if not 0 < config.not_digit_fraction < 1:
