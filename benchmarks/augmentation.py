@@ -1,11 +1,12 @@
-"""Seconds per epoch of augmentation: the recipe's one RandomAffine layer against Keras's three random layers.
+"""Seconds per epoch of augmentation: the recipe's RandomAffine against Keras's three random layers; RandomStroke.
 
     python benchmarks/augmentation.py [--recipe cnn] [--repeats 5] [--backend tensorflow]
 
 Both arms shift, rotate and zoom by the recipe's amounts: one draws the three per
 image and resamples once (`mnist_keras.model.RandomAffine`, what the training
 step runs), the other chains RandomTranslation, RandomRotation and RandomZoom,
-which resample three times. Each arm augments one epoch of batches (60,000
+which resample three times. RandomStroke (bolder or thinner strokes) is timed
+alone, when the recipe has it. Each arm augments one epoch of batches (60,000
 images at the recipe's batch size) inside a compiled function, as the training
 step does; prints the median seconds over the repeats and the ratio, with the
 machine. Measure on a quiet machine.
@@ -40,7 +41,7 @@ def main() -> None:
 
     from mnist_keras.constants import IMAGE_SIDE
     from mnist_keras.environment import machine_description
-    from mnist_keras.model import AUGMENTATION_FILL, RandomAffine
+    from mnist_keras.model import AUGMENTATION_FILL, RandomAffine, RandomStroke
     from mnist_keras.recipes import get_recipe
 
     recipe = get_recipe(args.recipe)
@@ -55,10 +56,13 @@ def main() -> None:
             layers.RandomZoom(recipe.zoom, seed=1, **AUGMENTATION_FILL),
         ]),
     }
+    if recipe.stroke:
+        arms["RandomStroke"] = RandomStroke(recipe.stroke, seed=1)
     batch = np.random.default_rng(0).random((recipe.batch_size, IMAGE_SIDE, IMAGE_SIDE, 1), dtype=np.float32)
     batches = -(-TRAINING_IMAGES // recipe.batch_size)
     print(f"{machine_description()}; Keras {keras.__version__} on {keras.backend.backend()}")
-    print(f"{args.recipe} recipe: shift {recipe.shift}, rotation {recipe.rotation} degrees, zoom {recipe.zoom}; "
+    print(f"{args.recipe} recipe: shift {recipe.shift}, rotation {recipe.rotation} degrees, zoom {recipe.zoom}, "
+          f"shear {recipe.shear} degrees, stroke {recipe.stroke}; "
           f"{batches} batches of {recipe.batch_size} per epoch, median of {args.repeats} epochs")
     medians = {}
     for name, augmenter in arms.items():
@@ -73,7 +77,7 @@ def main() -> None:
             seconds.append(time.perf_counter() - start)
         medians[name] = statistics.median(seconds)
         print(f"  {name:<32}{medians[name]:6.2f} s/epoch  (min {min(seconds):.2f}, max {max(seconds):.2f})")
-    one, three = medians.values()
+    one, three = list(medians.values())[:2]
     print(f"  three layers / one layer: {three / one:.2f}x")
 
 

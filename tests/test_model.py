@@ -8,7 +8,8 @@ from mnist_keras.config import Config
 from mnist_keras.constants import IMAGE_SIDE, NUM_CLASSES, NUM_PIXELS
 from mnist_keras.data import preprocess_images
 from mnist_keras.errors import ConfigError
-from mnist_keras.model import RandomAffine, augmentation_layers, build_augmenter, build_model, count_parameters
+from mnist_keras.model import (RandomAffine, RandomStroke, augmentation_layers, build_augmenter, build_model,
+                               count_parameters)
 
 
 def test_seed_model_parameter_counts():
@@ -56,18 +57,19 @@ def test_convnet_shape_comes_from_the_recipe():
 
 
 @pytest.mark.parametrize("config", [Config(hidden_units=(16, 8), dropout_rates=(0.1, 0.0), batch_norm=(True, False),
-                                           shift=0.1, rotation=10.0, zoom=0.1), CONVNET])
+                                           shift=0.1, rotation=10.0, zoom=0.1, shear=10.0, stroke=0.2), CONVNET])
 def test_augmentation_acts_in_training_only_and_is_not_in_the_model(config):
     model = build_model(config)
     assert not any("random" in layer.name for layer in model.layers), "a saved or exported model never augments"
     augmenter = build_augmenter(config)
     assert any(isinstance(layer, RandomAffine) for layer in augmenter.layers)
+    assert any(isinstance(layer, RandomStroke) for layer in augmenter.layers) == bool(config.stroke)
     images = np.zeros((8, IMAGE_SIDE, IMAGE_SIDE), dtype=np.float32)
     images[:, 8:20, 12:16] = 1.0
     pixels = images.reshape(8, NUM_PIXELS)
     trained_on = keras.ops.convert_to_numpy(augmenter(pixels, training=True))
     assert trained_on.shape == pixels.shape and not np.allclose(trained_on, pixels)
-    # Still the same stroke: moved, turned or scaled a little, not erased or multiplied.
+    # Still the same stroke: moved, turned, scaled, slanted or thickened a little, not erased or multiplied.
     assert 0.6 < trained_on.sum(axis=1).min() / pixels.sum(axis=1).max() < 1.5
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(augmenter(pixels, training=False)), pixels)
     assert build_augmenter(Config()) is None
@@ -113,11 +115,27 @@ def test_random_affine_turns_scales_and_slants_about_the_centre_and_shifts_withi
     assert lean.min() < -1 and lean.max() > 1 and np.abs(lean).max() <= np.tan(np.radians(20.0)) * 10 + 0.05
 
 
+def test_random_stroke_makes_strokes_bolder_or_thinner_by_up_to_one_pixel():
+    bars = np.zeros((64, IMAGE_SIDE, IMAGE_SIDE, 1), dtype=np.float32)
+    bars[:, 8:20, 12:16] = 1.0  # a bar 4 pixels wide
+    changed = keras.ops.convert_to_numpy(RandomStroke(1.0, seed=1)(bars, training=True))
+    ink = changed.sum(axis=(1, 2, 3)) / bars[0].sum()
+    # Fully bolder is 6 × 14 pixels, fully thinner 2 × 10, against 4 × 12.
+    assert ink.min() >= 20 / 48 - 1e-6 and ink.max() <= 84 / 48 + 1e-6
+    assert ink.min() < 0.8 and ink.max() > 1.2, "each image draws its own weight, both ways"
+    assert changed.min() >= 0.0 and changed.max() <= 1.0
+    np.testing.assert_array_equal(changed[:, 21:], 0.0)  # never more than one pixel beyond the stroke
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(RandomStroke(1.0)(bars)), bars)
+
+
 def test_augmentation_layers_show_each_transformation_alone():
     shown = augmentation_layers(CONVNET)
     assert [layer.name for layer in shown] == ["random_shift", "random_rotation", "random_zoom"]
     assert [(layer.shift, layer.rotation, layer.zoom) for layer in shown] == [
         (CONVNET.shift, 0.0, 0.0), (0.0, CONVNET.rotation, 0.0), (0.0, 0.0, CONVNET.zoom)]
+    shown = augmentation_layers(dataclasses.replace(CONVNET, shift=0.0, shear=10.0, stroke=0.5))
+    assert [layer.name for layer in shown] == ["random_rotation", "random_zoom", "random_shear", "random_stroke"]
+    assert shown[2].shear == 10.0 and shown[3].stroke == 0.5
     assert augmentation_layers(Config()) == []
 
 

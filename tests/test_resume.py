@@ -58,7 +58,7 @@ print(json.dumps({{"epochs_seen": seen, "test_loss": metrics["test_loss"]}}))
 
 
 # The child trains on augmented digits, so a resumed run must also restore the augmenter's random state.
-CHILD_AUGMENTATION = {"shift": 0.1, "rotation": 10.0, "zoom": 0.1, "shear": 10.0}
+CHILD_AUGMENTATION = {"shift": 0.1, "rotation": 10.0, "zoom": 0.1, "shear": 10.0, "stroke": 0.2}
 
 
 def run_child(backend: str, run_dir: Path, epochs: int = RECIPE.epochs, pause: float = 0.0, wait: bool = True):

@@ -73,11 +73,13 @@ class Config:
     # Augmentation, applied inside the compiled training step only (never at inference):
     # random shifts up to this fraction of the image side, rotations up to this many
     # degrees, zoom in or out by up to this fraction, slant (shear) by up to this many
-    # degrees. All zero in the seed recipe.
+    # degrees, and blend strokes toward one pixel bolder or thinner by up to this
+    # fraction. All zero in the seed recipe.
     shift: float = 0.0
     rotation: float = 0.0
     zoom: float = 0.0
     shear: float = 0.0
+    stroke: float = 0.0
 
     # An 11th output, "not a digit", trained on synthetic non-digit images
     # (mnist_keras.nondigit) that make up this fraction of the training set.
@@ -94,7 +96,7 @@ class Config:
 
     @property
     def augmented(self) -> bool:
-        return any((self.shift, self.rotation, self.zoom, self.shear))
+        return any((self.shift, self.rotation, self.zoom, self.shear, self.stroke))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -149,8 +151,8 @@ SCHEDULES = ("constant", "one_cycle")
 MODEL_FAMILIES = ("mlp", "cnn")
 # Largest augmentation settings that still leave a digit readable (a shift of half the
 # image moves it out of the frame; a half-turn turns 6 into 9; a 45-degree slant lays a 1
-# on its side).
-MAX_SHIFT, MAX_ROTATION_DEGREES, MAX_ZOOM, MAX_SHEAR_DEGREES = 0.5, 90.0, 0.5, 45.0
+# on its side; a stroke blends at most all the way to one pixel bolder or thinner).
+MAX_SHIFT, MAX_ROTATION_DEGREES, MAX_ZOOM, MAX_SHEAR_DEGREES, MAX_STROKE = 0.5, 90.0, 0.5, 45.0, 1.0
 
 
 def validate(config: Config) -> None:
@@ -230,7 +232,7 @@ def validate_training_extras(config: Config) -> None:
     if not 0 <= config.weight_averaging < 1:
         raise ConfigError(f"setting 'weight_averaging' must be in [0, 1) (0 is off), got {config.weight_averaging}")
     for name, limit in (("shift", MAX_SHIFT), ("rotation", MAX_ROTATION_DEGREES), ("zoom", MAX_ZOOM),
-                        ("shear", MAX_SHEAR_DEGREES)):
+                        ("shear", MAX_SHEAR_DEGREES), ("stroke", MAX_STROKE)):
         if not 0 <= getattr(config, name) <= limit:
             raise ConfigError(f"setting {name!r} must be between 0 and {limit}, got {getattr(config, name)}")
     if not 0 < config.not_digit_fraction < 1:

@@ -18,7 +18,7 @@ MODEL_NAMES = {"mlp": "mnist_mlp", "cnn": "mnist_cnn"}
 AUGMENTATION_FILL = {"fill_mode": "constant", "fill_value": 0.0}
 POOL_SIZE = 2
 # The recipe fields that RandomAffine draws from, in the order augmentation_layers shows them.
-AUGMENTATIONS = ("shift", "rotation", "zoom", "shear")
+AFFINE_AUGMENTATIONS = ("shift", "rotation", "zoom", "shear")
 
 
 def build_model(config: Config = Config()) -> keras.Model:
@@ -52,15 +52,19 @@ def build_augmenter(config: Config) -> keras.Sequential | None:
     augmenter = keras.Sequential(name="augmentation")
     augmenter.add(keras.Input(shape=(NUM_PIXELS,), name="pixels"))
     augmenter.add(layers.Reshape((IMAGE_SIDE, IMAGE_SIDE, 1), name="image"))
-    augmenter.add(RandomAffine(config.shift, config.rotation, config.zoom, config.shear, name="random_affine"))
+    if any(getattr(config, name) for name in AFFINE_AUGMENTATIONS):
+        augmenter.add(RandomAffine(config.shift, config.rotation, config.zoom, config.shear, name="random_affine"))
+    if config.stroke:
+        augmenter.add(RandomStroke(config.stroke, name="random_stroke"))
     augmenter.add(layers.Reshape((NUM_PIXELS,), name="flat"))
     return augmenter
 
 
 def augmentation_layers(config: Config) -> list[layers.Layer]:
-    """The recipe's shift, rotation, zoom and shear each alone, in that order: to show what each does."""
-    return [RandomAffine(**{name: getattr(config, name)}, name=f"random_{name}")
-            for name in AUGMENTATIONS if getattr(config, name)]
+    """The recipe's shift, rotation, zoom, shear and stroke each alone, in that order: to show what each does."""
+    alone = [RandomAffine(**{name: getattr(config, name)}, name=f"random_{name}")
+             for name in AFFINE_AUGMENTATIONS if getattr(config, name)]
+    return alone + ([RandomStroke(config.stroke, name="random_stroke")] if config.stroke else [])
 
 
 @keras.saving.register_keras_serializable(package="mnist_keras")
@@ -72,7 +76,7 @@ class RandomAffine(layers.Layer):
     its centre, then moved by up to `shift` of its side along each axis; pixels from
     outside the image are background. Keras's RandomTranslation, RandomRotation and
     RandomZoom chain three bilinear resamplings, which blur the strokes a little more
-    each time and take 1.7x as long on TensorFlow (benchmarks/augmentation.py).
+    each time and take 2.2x as long on TensorFlow (benchmarks/augmentation.py).
     Identity unless called with `training=True`.
     """
 
@@ -111,6 +115,53 @@ class RandomAffine(layers.Layer):
     def get_config(self) -> dict:
         return {**super().get_config(), "shift": self.shift, "rotation": self.rotation, "zoom": self.zoom,
                 "shear": self.shear, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="mnist_keras")
+class RandomStroke(layers.Layer):
+    """Strokes made bolder or thinner by a random amount per image, as pens and scans differ.
+
+    Each N×H×W×C image is blended with its 3×3 dilation (a stroke one pixel wider on
+    each side) or its 3×3 erosion (one pixel narrower), by a weight drawn from
+    [-`stroke`, `stroke`]: positive thickens, negative thins. Identity unless
+    called with `training=True`.
+    """
+
+    def __init__(self, stroke: float = 0.0, seed: int | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.stroke, self.seed = stroke, seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.built = True  # no weights that depend on the input's shape: ready for stateless_call as made
+
+    def call(self, images, training: bool = False):
+        if not training:
+            return images
+        ops = keras.ops
+        weight = keras.random.uniform((ops.shape(images)[0], 1, 1, 1), -self.stroke, self.stroke,
+                                      seed=self.seed_generator)
+        # One 3×3 maximum serves both ways: over the negated image it is the erosion, negated.
+        sign = ops.where(weight < 0, -1.0, 1.0)
+        bolder_or_thinner = sign * neighbourhood_max(sign * images)
+        return images + ops.abs(weight) * (bolder_or_thinner - images)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "stroke": self.stroke, "seed": self.seed}
+
+
+def neighbourhood_max(images):
+    """Each pixel's largest value over its 3×3 neighbourhood, with 0 beyond the image's edge.
+
+    Made of shifted slices: TensorFlow's CPU max_pool at stride 1 on one channel
+    took 8x as long as the whole affine resampling.
+    """
+    ops = keras.ops
+    padded = ops.pad(images, [[0, 0], [1, 1], [1, 1], [0, 0]])
+    height, width = images.shape[1], images.shape[2]
+    rows = ops.maximum(ops.maximum(padded[:, 0:height], padded[:, 1 : height + 1]), padded[:, 2 : height + 2])
+    return ops.maximum(ops.maximum(rows[:, :, 0:width], rows[:, :, 1 : width + 1]), rows[:, :, 2 : width + 2])
 
 
 def add_convolution_blocks(model: keras.Sequential, config: Config) -> None:

@@ -62,10 +62,12 @@ CNN = dataclasses.replace(
     early_stopping=False,
     validation_split=0.0,
     label_smoothing=0.1,
-    weight_averaging=0.99,
+    weight_averaging=0.999,
     shift=0.1,
     rotation=10.0,
     zoom=0.1,
+    shear=10.0,
+    stroke=0.5,
     not_digit_class=True,
 )
 
