@@ -33,15 +33,19 @@ FAST = dataclasses.replace(
 # The best accuracy in at most 300 s of training on 2 CPU cores. The network is the
 # speedrun's (a stride-2 first convolution instead of convolution + pool, which costs a
 # third as much on TensorFlow's CPU kernels; no BatchNorm, which cost 2-3x the time there),
-# trained for a fixed budget of epochs on shifted, rotated and zoomed digits (which also
-# prepares it for digits as people draw them) under a one-cycle schedule, on all 60,000
-# training images (no validation split: its last weights are its best), with averaged
-# weights and label smoothing. An 11th class learns what is not a digit from synthetic
-# non-digits (mnist_keras.nondigit). Measured on x86_64 AMD EPYC (AVX2, 2 cores): 18 epochs
-# give 99.49% mean over seeds 1-5 (99.38-99.55%), just short of the 99.5% aimed at; 20
-# epochs did no better on seeds 1-3 (99.49, 99.53, 99.45% against 99.49, 99.50, 99.51%)
-# and took 265-326 s, so 18. An epoch takes about 13 s there (the augmentation 3 s of
-# it, the non-digits 1 s); with BatchNorm and 32/64 filters it took 56 s.
+# trained for a fixed budget of epochs on augmented digits (shifted, rotated, zoomed and
+# slanted in one resampling, strokes made bolder or thinner: which also prepares it for
+# digits as people draw, scan and photograph them) under a one-cycle schedule, on all
+# 60,000 training images (no validation split: its last weights are its best), with label
+# smoothing and the weights averaged over about the last 1,000 steps. An 11th class learns
+# what is not a digit from synthetic non-digits (mnist_keras.nondigit).
+# Measured with `mnist-keras seeds cnn --max-concurrent 1` on x86_64 AMD EPYC (AVX2,
+# 2 cores), seeds 1-5 (benchmarks/results/seeds-cnn.md): 99.55% mean (99.49-99.59%),
+# 235-288 s, optdigits files 97.25% mean. The steps there, each over seeds 1-5:
+# - Keras's three random layers (shift, rotation, zoom), EMA 0.99: 99.48%, optdigits 97.09%;
+# - one resampling instead (sharper digits) and EMA 0.999: 99.54%, but optdigits 96.43%;
+# - plus slant (10 degrees) and strokes (0.5): 99.55%, optdigits 97.25%.
+# Twenty epochs of the first did no better than 18 (seeds 1-3) and took up to 326 s.
 CNN = dataclasses.replace(
     SEED,
     model="cnn",
