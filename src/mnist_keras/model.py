@@ -67,8 +67,24 @@ def augmentation_layers(config: Config) -> list[layers.Layer]:
     return alone + ([RandomStroke(config.stroke, name="random_stroke")] if config.stroke else [])
 
 
+class RandomImageLayer(layers.Layer):
+    """A weightless layer that draws from its own seed generator and is the identity unless training."""
+
+    def __init__(self, seed: int | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.built = True  # no weights that depend on the input's shape: ready for stateless_call as made
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "seed": self.seed}
+
+
 @keras.saving.register_keras_serializable(package="mnist_keras")
-class RandomAffine(layers.Layer):
+class RandomAffine(RandomImageLayer):
     """Random shift, rotation, zoom and shear of N×H×W×C images, drawn per image, in one resampling.
 
     Each image is slanted by up to `shear` degrees (its columns lean, as in italic
@@ -82,10 +98,8 @@ class RandomAffine(layers.Layer):
 
     def __init__(self, shift: float = 0.0, rotation: float = 0.0, zoom: float = 0.0, shear: float = 0.0,
                  seed: int | None = None, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.shift, self.rotation, self.zoom, self.shear, self.seed = shift, rotation, zoom, shear, seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
-        self.built = True  # no weights that depend on the input's shape: ready for stateless_call as made
+        super().__init__(seed, **kwargs)
+        self.shift, self.rotation, self.zoom, self.shear = shift, rotation, zoom, shear
 
     def call(self, images, training: bool = False):
         if not training:
@@ -109,16 +123,13 @@ class RandomAffine(layers.Layer):
         transforms = ops.stack([a0, a1, offset_x, b0, b1, offset_y, no_perspective, no_perspective], axis=1)
         return ops.image.affine_transform(images, transforms, interpolation="bilinear", **AUGMENTATION_FILL)
 
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
     def get_config(self) -> dict:
         return {**super().get_config(), "shift": self.shift, "rotation": self.rotation, "zoom": self.zoom,
-                "shear": self.shear, "seed": self.seed}
+                "shear": self.shear}
 
 
 @keras.saving.register_keras_serializable(package="mnist_keras")
-class RandomStroke(layers.Layer):
+class RandomStroke(RandomImageLayer):
     """Strokes made bolder or thinner by a random amount per image, as pens and scans differ.
 
     Each N×H×W×C image is blended with its 3×3 dilation (a stroke one pixel wider on
@@ -128,10 +139,8 @@ class RandomStroke(layers.Layer):
     """
 
     def __init__(self, stroke: float = 0.0, seed: int | None = None, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.stroke, self.seed = stroke, seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
-        self.built = True  # no weights that depend on the input's shape: ready for stateless_call as made
+        super().__init__(seed, **kwargs)
+        self.stroke = stroke
 
     def call(self, images, training: bool = False):
         if not training:
@@ -144,11 +153,8 @@ class RandomStroke(layers.Layer):
         bolder_or_thinner = sign * neighbourhood_max(sign * images)
         return images + ops.abs(weight) * (bolder_or_thinner - images)
 
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
     def get_config(self) -> dict:
-        return {**super().get_config(), "stroke": self.stroke, "seed": self.seed}
+        return {**super().get_config(), "stroke": self.stroke}
 
 
 def neighbourhood_max(images):
