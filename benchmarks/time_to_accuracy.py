@@ -1,7 +1,7 @@
 """Time to accuracy: our recipes against published peers, in one run on one machine.
 
     python benchmarks/time_to_accuracy.py [--quick] [--seeds 1 2 3 4 5] [--peer-seeds 1 2 3]
-                                          [--recipes NAME ...] [--peers NAME ...] [--out DIR]
+                                          [--row-seeds ROW=S,S ...] [--recipes NAME ...] [--peers NAME ...] [--out DIR]
 
 Rows are our recipes (`mnist-keras train --recipe NAME --seed S`, each on its
 family's default backend, read back from the run's metrics.json) and the peers
@@ -218,8 +218,8 @@ def cpu_features(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict[str, bool | None
 def benchmark(options: argparse.Namespace) -> dict[str, Any]:
     """Run every selected row over its seeds; return the results document."""
     rows, unavailable = [], []
-    jobs = [(recipe, "recipe", options.seeds) for recipe in options.recipes] + \
-           [(peer, "peer", options.peer_seeds) for peer in options.peers]
+    jobs = [(recipe, "recipe", options.row_seeds.get(recipe, options.seeds)) for recipe in options.recipes] + \
+           [(peer, "peer", options.row_seeds.get(peer, options.peer_seeds)) for peer in options.peers]
     started = time.perf_counter()
     for key, kind, seeds in jobs:
         peer = PEERS_BY_NAME.get(key) if kind == "peer" else None
@@ -326,6 +326,17 @@ def write_results(results: dict[str, Any], out: Path) -> None:
 # ------------------------------------------------------------------ command line
 
 
+def row_seeds(text: str) -> tuple[str, list[int]]:
+    """`ROW=S,S,...` (a recipe or peer name and its seeds), for --row-seeds."""
+    row, _, seeds = text.partition("=")
+    if row not in (*RECIPES, *PEERS_BY_NAME):
+        raise argparse.ArgumentTypeError(f"unknown row {row!r}; choose one of {', '.join((*RECIPES, *PEERS_BY_NAME))}")
+    try:
+        return row, [int(seed) for seed in seeds.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: seeds must be whole numbers, as in cnn=1,2") from None
+
+
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
@@ -333,6 +344,8 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
                              f"{', '.join(QUICK_PEERS)} unless chosen")
     parser.add_argument("--seeds", nargs="+", type=int, help="seeds for our recipes (default 1-5)")
     parser.add_argument("--peer-seeds", nargs="+", type=int, help="seeds for the peers (default 1-3)")
+    parser.add_argument("--row-seeds", nargs="+", type=row_seeds, default=[], metavar="ROW=S,S",
+                        help="seeds for one row, instead of --seeds or --peer-seeds (e.g. cnn=1,2 pytorch_mnist=1)")
     parser.add_argument("--recipes", nargs="*", choices=RECIPES, help=f"default: all ({', '.join(RECIPES)})")
     parser.add_argument("--peers", nargs="*", choices=list(PEERS_BY_NAME), help="default: all")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
@@ -340,6 +353,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--keep", type=Path, metavar="DIR",
                         help="keep our recipes' run directories, as DIR/RECIPE-seedN (default: none kept)")
     options = parser.parse_args(argv)
+    options.row_seeds = dict(options.row_seeds)
     if options.seeds is None:
         options.seeds = list(DEFAULT_SEEDS[:1] if options.quick else DEFAULT_SEEDS)
     if options.peer_seeds is None:

@@ -91,6 +91,17 @@ def test_the_table_lists_unavailable_rows_and_the_figure_draws_every_row():
 
 @pytest.mark.real_data
 @pytest.mark.slow
+def test_row_seeds_override_the_seeds_of_one_row_and_refuse_unknown_rows(capsys):
+    options = tta.parse_arguments(["--seeds", "1", "2", "3", "--row-seeds", "cnn=4,5", "pytorch_mnist=7"])
+    assert options.seeds == [1, 2, 3] and options.row_seeds == {"cnn": [4, 5], "pytorch_mnist": [7]}
+
+    for bad in ("cnnn=1", "cnn=one"):
+        with pytest.raises(SystemExit) as stopped:
+            tta.parse_arguments(["--row-seeds", bad])
+        assert stopped.value.code == 2
+        assert bad.partition("=")[0] in capsys.readouterr().err
+
+
 def test_quick_mode_writes_every_field(tmp_path, real_mnist):
     completed = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--out", str(tmp_path)],
                                capture_output=True, text=True)
