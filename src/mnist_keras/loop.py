@@ -15,8 +15,9 @@ update, dropout, BatchNorm statistics and metrics), compiled per backend:
 - JAX: a whole epoch is one jitted `lax.scan` over the batches, with the data
   copied to the device once;
 - TensorFlow: a whole epoch is one `tf.function`, a graph loop over the
-  batches, each gathered inside the graph; XLA (`jit_compile`) is off, because oneDNN's convolutions without it are
-  about 3x faster on CPU (README: s/epoch by backend and family);
+  batches, each gathered inside the graph; XLA (`jit_compile`) is off,
+  because oneDNN's convolutions without it are about 3x faster on CPU
+  (README: s/epoch by backend and family);
 - any other backend: Keras's own `fit`, one epoch at a time.
 """
 
