@@ -101,3 +101,20 @@ def test_jax_model_predicts_the_same_under_tensorflow(tiny_run, tiny_mnist, tmp_
     result = run_python(code, "tensorflow")
     assert result.returncode == 0, result.stderr[-2000:]
     np.testing.assert_allclose(np.load(tmp_path / "tf.npy"), jax_probabilities, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend, asked, expected", [("tensorflow", None, "1"), ("tensorflow", "0", "0"),
+                                                      ("jax", None, None)])
+def test_tensorflow_gets_onednn_kernels_unless_told_otherwise(backend, asked, expected):
+    code = """
+        import os
+        from mnist_keras.backends import select_backend
+        select_backend({backend!r})
+        print(os.environ.get("TF_ENABLE_ONEDNN_OPTS"))
+    """.format(backend=backend)
+    env = {key: value for key, value in os.environ.items() if key not in ("KERAS_BACKEND", "TF_ENABLE_ONEDNN_OPTS")}
+    if asked is not None:
+        env["TF_ENABLE_ONEDNN_OPTS"] = asked
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == str(expected)

@@ -9,7 +9,9 @@ model family, because the fastest engine on a CPU does (measured by
 - the MLP trains fastest on JAX, where each epoch is one compiled `lax.scan`
   (1.3 s/epoch against 3.8-4.5 s on TensorFlow, 2 cores);
 - the convnet trains fastest on TensorFlow with oneDNN convolutions and no
-  XLA (5.3 s/epoch against 25-33 s on JAX, 2 cores).
+  XLA (5.3 s/epoch against 25-33 s on JAX, 2 cores). TensorFlow enables
+  oneDNN by itself only on CPUs with AVX-512 VNNI, bf16 or AMX, so
+  `select_backend` asks for it everywhere else too.
 
 An explicit choice (`--backend`, or `KERAS_BACKEND` in the environment) always
 wins over the family's default.
@@ -67,6 +69,11 @@ def select_backend(name: str | None = None, family: str | None = None) -> str:
             f"Keras is already loaded with backend {loaded!r}, so {chosen!r} cannot be used in this process"
         )
     os.environ["KERAS_BACKEND"] = chosen
+    if chosen == "tensorflow":
+        # TensorFlow turns its oneDNN kernels on by itself only on CPUs with AVX-512 VNNI, bf16 or
+        # AMX. On an AVX2-only CPU they still train the speedrun 1.3x faster than its own kernels
+        # (benchmarks/SPEEDRUN.md). An explicit TF_ENABLE_ONEDNN_OPTS wins.
+        os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
     # Keras imports TensorFlow when it is installed; keep its C++ start-up chatter
     # (no CUDA found, oneDNN notices) off the user's terminal.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
