@@ -1,13 +1,16 @@
 """Where one training step of `--recipe speedrun` goes, on TensorFlow: the whole step, then layer by layer.
 
-    python benchmarks/speedrun_profile.py [--alternatives]
+    python benchmarks/speedrun_profile.py [--alternatives] [--specs SPEC ...]
 
 Times (median of 60 calls, milliseconds, batch 256, `tf.function` without XLA,
 the way mnist_keras's loop runs convnets) for the forward pass, forward and
 backward, and Keras's whole `train_step`; then each layer's forward and
 forward-and-backward. `--alternatives` also times the two convolutions written
 as patches and a matrix product, and the max-pool as reshape and `reduce_max`,
-against TensorFlow's own kernels. Time only on a quiet machine
+against TensorFlow's own kernels. `--specs` also times the whole step of
+other networks, named as `benchmarks/speedrun_stems.py` names them (e.g.
+`img-c16k5s2-c32k3s1p-d128`). TensorFlow runs with oneDNN's kernels as the CLI
+runs it (`TF_ENABLE_ONEDNN_OPTS=0` for its own). Time only on a quiet machine
 (benchmarks/SPEEDRUN.md has the figures).
 """
 
@@ -19,12 +22,16 @@ import statistics
 import sys
 import time
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from mnist_keras.backends import select_backend  # noqa: E402
+
+select_backend("tensorflow")  # with oneDNN, as the CLI runs convnets
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+import speedrun_stems  # noqa: E402
 from mnist_keras import recipes  # noqa: E402
 from mnist_keras.constants import IMAGE_SIDE, NUM_CLASSES, NUM_PIXELS  # noqa: E402
 from mnist_keras.model import build_model, compile_model  # noqa: E402
@@ -55,9 +62,11 @@ def forward_and_backward(function, inputs: tf.Variable, weights: list) -> tf.typ
     return step
 
 
-def profile_model() -> None:
+def profile_model(spec: str | None = None, by_layer: bool = True) -> None:
+    """The recipe's network (or the one `spec` names): its whole step, then each layer's."""
     config = recipes.SPEEDRUN
-    model = compile_model(build_model(config), config, steps_per_epoch=-(-60_000 // BATCH))
+    network = build_model(config) if spec is None else speedrun_stems.build(spec)
+    model = compile_model(network, config, steps_per_epoch=-(-60_000 // BATCH))
     pixels = tf.random.uniform((BATCH, NUM_PIXELS))
     labels = tf.one_hot(tf.random.uniform((BATCH,), 0, NUM_CLASSES, tf.int32), NUM_CLASSES)
     model(pixels)
@@ -71,8 +80,10 @@ def profile_model() -> None:
 
     forward = tf.function(lambda: model(pixels, training=True))
     train_step = tf.function(lambda: model.train_step((pixels, labels)))
-    print(f"whole step: forward {milliseconds(forward)} ms, forward and backward {milliseconds(gradients)} ms, "
-          f"train_step {milliseconds(train_step)} ms")
+    print(f"{spec or 'the recipe'}, whole step: forward {milliseconds(forward)} ms, forward and backward "
+          f"{milliseconds(gradients)} ms, train_step {milliseconds(train_step)} ms", flush=True)
+    if not by_layer:
+        return
     activations = tf.reshape(pixels, (BATCH, IMAGE_SIDE, IMAGE_SIDE, 1))
     for layer in model.layers[1:]:
         inputs = tf.Variable(activations)
@@ -86,10 +97,11 @@ def profile_model() -> None:
 def profile_alternatives() -> None:
     """The recipe's two convolutions and its pool, as TensorFlow kernels and as patches and GEMMs."""
     image = tf.Variable(tf.random.uniform((BATCH, IMAGE_SIDE, IMAGE_SIDE, 1)))
-    features = tf.Variable(tf.random.uniform((BATCH, 12, 12, 16)))
-    before_pool = tf.Variable(tf.random.uniform((BATCH, 10, 10, 32)))
-    kernel_1 = tf.Variable(tf.random.normal((5, 5, 1, 16)) * 0.1)
-    kernel_2 = tf.Variable(tf.random.normal((3, 3, 16, 32)) * 0.1)
+    first, second = recipes.SPEEDRUN.conv_filters
+    features = tf.Variable(tf.random.uniform((BATCH, 12, 12, first)))
+    before_pool = tf.Variable(tf.random.uniform((BATCH, 10, 10, second)))
+    kernel_1 = tf.Variable(tf.random.normal((5, 5, 1, first)) * 0.1)
+    kernel_2 = tf.Variable(tf.random.normal((3, 3, first, second)) * 0.1)
 
     def patches_product(inputs, kernel, stride):
         size = kernel.shape[0]
@@ -112,7 +124,7 @@ def profile_alternatives() -> None:
             print(f"{name}, {form}: forward and backward "
                   f"{milliseconds(forward_and_backward(function, inputs, [kernel]))} ms")
     for form, function in (("TensorFlow max_pool2d", lambda x: tf.nn.max_pool2d(x, 2, 2, "VALID")),
-                           ("reshape + reduce_max", lambda x: tf.reduce_max(tf.reshape(x, (-1, 5, 2, 5, 2, 32)),
+                           ("reshape + reduce_max", lambda x: tf.reduce_max(tf.reshape(x, (-1, 5, 2, 5, 2, second)),
                                                                             axis=(2, 4)))):
         print(f"pool, {form}: forward and backward {milliseconds(forward_and_backward(function, before_pool, []))} ms")
 
@@ -120,8 +132,12 @@ def profile_alternatives() -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--alternatives", action="store_true", help="also time patches-and-GEMM forms")
+    parser.add_argument("--specs", nargs="+", default=[], metavar="SPEC",
+                        help="also time the whole step of these networks (speedrun_stems.py's names)")
     options = parser.parse_args(argv)
     profile_model()
+    for spec in options.specs:
+        profile_model(spec, by_layer=False)
     if options.alternatives:
         profile_alternatives()
     return 0

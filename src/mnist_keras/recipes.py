@@ -80,10 +80,11 @@ CNN = dataclasses.replace(
 # filters instead of 24 filters + pool, 24 filters instead of 32 in the second, a dense layer
 # of 128 instead of 256, label smoothing (+0.2-0.3 points) and a peak rate of 1.5e-2 instead
 # of 1e-2 (+0.02 points for the smaller network). On TensorFlow with oneDNN's kernels
-# (mnist_keras.backends), `benchmarks/speedrun_stems.py img-c16k5s2-c24k3s1p-d128 --set
-# learning_rate=0.015` on x86_64 AMD EPYC (AVX2, 2 cores): 99.06% mean over seeds 1-5
-# (99.00-99.14%) in 4.7-4.9 s of training, against 99.07% for the 16-32 network at 1e-2 in
-# about 6.5 s; benchmarks/SPEEDRUN.md has the search and time_to_accuracy.md the timing.
+# (mnist_keras.backends), `benchmarks/time_to_accuracy.py --recipes speedrun --peers
+# train_mnist_fast` on x86_64 AMD EPYC (AVX2, 2 cores): 99.06% mean over seeds 1-5
+# (99.00-99.14%) in a median 5.3 s of training, 3.61x faster than the peer's 19.1 s in the
+# same run (benchmarks/results/speedrun_vs_peer/); the 16-32 network at 1e-2 reached 99.07%
+# in 6.6-8.7 s. benchmarks/SPEEDRUN.md has the search.
 SPEEDRUN = dataclasses.replace(
     SEED,
     model="cnn",
