@@ -82,7 +82,7 @@ CNN = dataclasses.replace(
 # of 1e-2 (+0.02 points for the smaller network). On TensorFlow with oneDNN's kernels
 # (mnist_keras.backends), `benchmarks/time_to_accuracy.py --recipes speedrun --peers
 # train_mnist_fast` on x86_64 AMD EPYC (AVX2, 2 cores): 99.06% mean over seeds 1-5
-# (99.00-99.14%) in a median 5.3 s of training, 3.61x faster than the peer's 19.1 s in the
+# (99.00-99.14%) in a median 5.1 s of training, 3.93x faster than the peer's 20.2 s in the
 # same run (benchmarks/results/speedrun_vs_peer/); the 16-32 network at 1e-2 reached 99.07%
 # in 6.6-8.7 s. benchmarks/SPEEDRUN.md has the search.
 SPEEDRUN = dataclasses.replace(
