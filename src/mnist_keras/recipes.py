@@ -40,8 +40,9 @@ FAST = dataclasses.replace(
 # smoothing and the weights averaged over about the last 1,000 steps. An 11th class learns
 # what is not a digit from synthetic non-digits (mnist_keras.nondigit).
 # Measured with `mnist-keras seeds cnn --max-concurrent 1` on x86_64 AMD EPYC (AVX2,
-# 2 cores), seeds 1-5 (benchmarks/results/seeds-cnn.md): 99.55% mean (99.49-99.59%),
-# 235-288 s, optdigits files 97.25% mean. The steps there, each over seeds 1-5:
+# 2 cores), seeds 1-5 (benchmarks/results/seeds-cnn.md): 99.55% mean (99.46-99.62%),
+# 176-215 s with oneDNN's kernels, optdigits files 97.02% mean (on TensorFlow's own
+# kernels: 99.55%, 235-288 s, optdigits 97.25%). The steps there, each over seeds 1-5:
 # - Keras's three random layers (shift, rotation, zoom), EMA 0.99: 99.48%, optdigits 97.09%;
 # - one resampling instead (sharper digits) and EMA 0.999: 99.54%, but optdigits 96.43%;
 # - plus slant (10 degrees) and strokes (0.5): 99.55%, optdigits 97.25%.
