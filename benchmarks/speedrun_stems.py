@@ -39,8 +39,10 @@ import keras  # noqa: E402
 from keras import layers  # noqa: E402
 
 from mnist_keras import data, loop, recipes  # noqa: E402
+from mnist_keras.config import Config  # noqa: E402
 from mnist_keras.constants import IMAGE_SIDE, NUM_CLASSES, NUM_PIXELS  # noqa: E402
 from mnist_keras.data import preprocess_images  # noqa: E402
+from mnist_keras.errors import ConfigError  # noqa: E402
 from mnist_keras.model import compile_model  # noqa: E402
 from mnist_keras.train import seed_everything, training_arrays  # noqa: E402
 
@@ -94,10 +96,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1])
     parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=JSON", help="recipe fields to override")
     options = parser.parse_args(argv)
-    config = recipes.SPEEDRUN
-    for assignment in options.set:
-        field, _, value = assignment.partition("=")
-        config = dataclasses.replace(config, **{field: json.loads(value)})
+    try:
+        overrides = {field: json.loads(value) for field, _, value in (item.partition("=") for item in options.set)}
+        config = Config.from_dict(overrides, recipes.SPEEDRUN)
+    except json.JSONDecodeError as error:
+        parser.error(f"--set expects FIELD=JSON values, e.g. learning_rate=0.02: {error}")
+    except ConfigError as error:
+        parser.error(f"--set: {error}")
     mnist = data.load_mnist()
     test_images = preprocess_images(mnist.x_test)
     for seed in options.seeds:
