@@ -352,8 +352,8 @@ class TensorFlowEngine:
         self.train = tuple(tf.constant(array) for array in train)
         self.validation = tuple(tf.constant(array) for array in validation) if validation is not None else None
         order = tf.TensorSpec([None], tf.int32)
-        # The loop is written as a graph loop, so AutoGraph need not rewrite the source: about
-        # 0.15 s less tracing in every run (0.66 s against 0.84 s, medians of four, 2 cores).
+        # The loop is written as a graph loop, so AutoGraph need not rewrite the source: less
+        # tracing in every run (benchmarks/SPEEDRUN.md, "Tracing").
         self.run_epoch = tf.function(self._epoch, input_signature=[order], jit_compile=False, autograph=False)
         self.run_evaluation = tf.function(self._evaluate, jit_compile=False, reduce_retracing=True)
 
