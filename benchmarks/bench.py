@@ -62,7 +62,7 @@ DEFAULT_ROW = "mnist-keras default (Keras+JAX, scanned epochs)"
 
 def load_data(quick: bool):
     """MNIST, or in quick mode a slice of it (the first images of each split)."""
-    from mnist_keras.data import Mnist, load_mnist
+    from mnist_keras.data.mnist import Mnist, load_mnist
 
     mnist = load_mnist()
     if not quick:
@@ -87,7 +87,7 @@ def family_recipe(family: str, epochs: int):
 
 
 def worker_default(options: argparse.Namespace) -> dict[str, Any]:
-    """The package's own training path, end to end (mnist_keras.pipeline.train_run), into options.run.
+    """The package's own training path, end to end (mnist_keras.training.run.train_run), into options.run.
 
     With --family, that family's recipe (see family_recipe); otherwise the seed recipe itself.
     """
@@ -95,8 +95,8 @@ def worker_default(options: argparse.Namespace) -> dict[str, Any]:
     from mnist_keras.config import Config
 
     select_backend(None, options.family)
-    from mnist_keras.evaluate import read_history
-    from mnist_keras.pipeline import train_run
+    from mnist_keras.evaluation.metrics import read_history
+    from mnist_keras.training.run import train_run
 
     config = family_recipe(options.family, options.epochs) if options.family else Config(epochs=options.epochs)
     # The seed recipe's run is the one the inference rows read, ONNX export included.
@@ -111,9 +111,9 @@ def worker_keras_fit(options: argparse.Namespace) -> dict[str, Any]:
     import keras
 
     from mnist_keras.config import Config
-    from mnist_keras.data import one_hot, preprocess_images
+    from mnist_keras.data.mnist import one_hot, preprocess_images
     from mnist_keras.model import build_model, compile_model
-    from mnist_keras.train import seed_everything, split_validation
+    from mnist_keras.training.train import seed_everything, split_validation
 
     class EpochTimer(keras.callbacks.Callback):
         def __init__(self) -> None:
@@ -156,8 +156,8 @@ def worker_torch(options: argparse.Namespace) -> dict[str, Any]:
     import torch_mlp
 
     from mnist_keras.config import Config
-    from mnist_keras.data import preprocess_images
-    from mnist_keras.train import split_validation
+    from mnist_keras.data.mnist import preprocess_images
+    from mnist_keras.training.train import split_validation
 
     mnist = load_data(options.quick)
     (x_fit, y_fit), (x_val, y_val) = split_validation(preprocess_images(mnist.x_train), mnist.y_train,
@@ -205,8 +205,8 @@ def worker_inference(options: argparse.Namespace) -> dict[str, Any]:
     """Each way to get probabilities from the default run's model: the test set, and one image."""
     import numpy as np
 
-    from mnist_keras.data import preprocess_images
-    from mnist_keras.inference import KerasPredictor, load_predictor
+    from mnist_keras.data.mnist import preprocess_images
+    from mnist_keras.inference.predictors import KerasPredictor, load_predictor
 
     images = preprocess_images(load_data(options.quick).x_test)
     model = KerasPredictor(options.run).model
@@ -228,8 +228,8 @@ def worker_inference(options: argparse.Namespace) -> dict[str, Any]:
 
 def worker_fast_recipe(options: argparse.Namespace) -> dict[str, Any]:
     """The "fast" recipe on each seed: test accuracy and training seconds (compilation included)."""
-    from mnist_keras.pipeline import train_run
     from mnist_keras.recipes import FAST
+    from mnist_keras.training.run import train_run
 
     mnist = load_data(options.quick)
     seeds = FAST_RECIPE_SEEDS[:1] if options.quick else FAST_RECIPE_SEEDS
@@ -339,7 +339,7 @@ def measure_families(options: argparse.Namespace, run: Path) -> list[dict[str, A
 def benchmark(options: argparse.Namespace) -> dict[str, Any]:
     from mnist_keras.config import Config
     from mnist_keras.environment import library_versions, machine_description
-    from mnist_keras.train import split_validation
+    from mnist_keras.training.train import split_validation
 
     with tempfile.TemporaryDirectory() as directory:
         run = Path(directory) / "default-run"

@@ -30,13 +30,13 @@ import dataclasses, json, os, sys
 sys.path.insert(0, {source!r})
 os.environ["KERAS_BACKEND"] = "jax"
 from mnist_keras.config import Config
-from mnist_keras.data import load_mnist
+from mnist_keras.data.mnist import load_mnist
 config = dataclasses.replace(Config(), seed={seed}, epochs={epochs})
 try:
-    from mnist_keras.pipeline import train_run
+    from mnist_keras.training.run import train_run
     metrics = train_run(config, load_mnist(), {out!r}, verbose=0, export_onnx=False)
 except ImportError:
-    from mnist_keras.train import train
+    from mnist_keras.training.train import train
     metrics = train(config, load_mnist(), {out!r}, verbose=0)
 print(json.dumps(metrics["test_accuracy"]))
 """

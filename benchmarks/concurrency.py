@@ -2,7 +2,7 @@
 
     python benchmarks/concurrency.py [--recipe seed] [--epochs 3] [--limit N] [--out runs/concurrency]
 
-Both arms run through the sweep engine (`mnist_keras.sweep`, Ray embedded), on
+Both arms run through the sweep engine (`mnist_keras.sweeps.tune`, Ray embedded), on
 a grid over seeds 1 and 2, so Ray's start-up and each trial's compilation are
 counted the way a user pays them. Prints the wall-clock seconds of each arm
 and the ratio sequential / concurrent: above 1, concurrent trials finish the
@@ -21,8 +21,8 @@ from pathlib import Path
 
 from mnist_keras.environment import machine_description
 from mnist_keras.recipes import RECIPES, get_recipe
-from mnist_keras.space import Dimension, Space
-from mnist_keras.sweep import SweepPlan, run_sweep
+from mnist_keras.sweeps.space import Dimension, Space
+from mnist_keras.sweeps.tune import SweepPlan, run_sweep
 
 SEEDS = (1, 2)
 

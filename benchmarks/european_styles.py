@@ -73,10 +73,9 @@ def main() -> None:
     select_backend(family=read_run_config(Path(args.runs[0])).model)
 
     from mnist_keras.environment import machine_description
-    from mnist_keras.evaluate import digit_probabilities
-    from mnist_keras.images import preprocess_image_file
+    from mnist_keras.inference.decision import digit_probabilities, is_digit
+    from mnist_keras.inference.images import preprocess_image_file
     from mnist_keras.model import load_run_model
-    from mnist_keras.nondigit import is_digit
 
     rng = np.random.default_rng(args.seed)
     with tempfile.TemporaryDirectory(prefix="european-") as directory:

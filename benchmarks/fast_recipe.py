@@ -24,8 +24,8 @@ def main(arguments: list[str]) -> None:
 
     recipe = get_recipe(arguments[1]) if arguments[:1] == ["--recipe"] else get_recipe("fast")
     select_backend(None, recipe.model)
-    from mnist_keras.data import load_mnist
-    from mnist_keras.pipeline import train_run
+    from mnist_keras.data.mnist import load_mnist
+    from mnist_keras.training.run import train_run
 
     arguments = arguments[2:] if arguments[:1] == ["--recipe"] else arguments
     mnist = load_mnist()

@@ -10,7 +10,7 @@ Every image is read by the same code as `mnist-keras predict`: files through
   light and light on dark (3,594 files);
 - faint 28×28: MNIST test digits as users' own 28×28 drawings (thin, ink
   peaking at grey 140, off-centre), saved as PNG;
-- re-drawn: MNIST test digits re-drawn on paper by `mnist_keras.redraw`;
+- re-drawn: MNIST test digits re-drawn on paper by `mnist_keras.evaluation.redraw`;
 - photos: MNIST test digits photographed on paper (`handwriting.write_photos`:
   a shadow, lined paper, coloured paper, a stray dot, a ruled line, in turn);
 - MNIST test: the test set through the image path (28×28 PNG files);
@@ -46,10 +46,10 @@ def main(argv: list[str] | None = None) -> int:
 
     select_backend(family=read_run_config(Path(args.runs[0])).model)
 
-    from mnist_keras import handwriting
-    from mnist_keras.data import load_mnist
-    from mnist_keras.inference import KerasPredictor
-    from mnist_keras.redraw import write_redrawn
+    from mnist_keras.data.mnist import load_mnist
+    from mnist_keras.evaluation import handwriting
+    from mnist_keras.evaluation.redraw import write_redrawn
+    from mnist_keras.inference.predictors import KerasPredictor
 
     mnist = load_mnist()
     digits, labels = mnist.x_test[: args.count], mnist.y_test[: args.count]
@@ -89,7 +89,7 @@ TRADEOFF_THRESHOLDS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 def refusal_scores(inputs: np.ndarray, outputs: np.ndarray, readable: np.ndarray) -> np.ndarray:
     """How strongly each image looks like no digit, in [0, 1]; 2 for what the image rules or reading refuse."""
     from mnist_keras.constants import NUM_CLASSES
-    from mnist_keras.nondigit import MAX_INK_COVERAGE, ink_coverage
+    from mnist_keras.inference.decision import MAX_INK_COVERAGE, ink_coverage
 
     outputs = np.asarray(outputs, dtype=np.float64)
     scores = outputs[:, NUM_CLASSES] if outputs.shape[1] > NUM_CLASSES else 1 - outputs.max(axis=1)
@@ -105,8 +105,8 @@ def tradeoff(digit_scores: np.ndarray, negative_scores: np.ndarray) -> list[dict
 
 
 def measure(predictor, sets, negatives, negative_inputs, negative_readable) -> dict:
-    from mnist_keras.evaluate import digit_probabilities
-    from mnist_keras.handwriting import is_digit_rates
+    from mnist_keras.evaluation.handwriting import is_digit_rates
+    from mnist_keras.inference.decision import digit_probabilities
 
     figures: dict = {"sets": {}}
     digit_scores = []

@@ -115,7 +115,7 @@ def make_payloads(kind: str) -> list[Payload]:
     """The ten drawn digits as request bodies: multipart PNG uploads to /predict (280×280, or the
     largest accepted, 4096×4096, for kind "big-png"), the same digits as JSON pixels, or (kind
     "mixed") uploads, JSON pixels and batches of BATCH_SIZE to /predict/batch in turn."""
-    from mnist_keras.images import MAX_IMAGE_PIXELS, image_as_lists, pixels_to_image, preprocess_image_bytes
+    from mnist_keras.inference.images import MAX_IMAGE_PIXELS, image_as_lists, pixels_to_image, preprocess_image_bytes
 
     side = math.isqrt(MAX_IMAGE_PIXELS) if kind == "big-png" else PAD_SIDE
     multipart = f"multipart/form-data; boundary={BOUNDARY}"
@@ -146,7 +146,7 @@ def make_payloads(kind: str) -> list[Payload]:
 
 def expect_in_process(payloads: list[Payload], run: str) -> str:
     """Fill in each payload's expected answers from the run's model in this process; the predictor's name."""
-    from mnist_keras.inference import load_predictor, predict_images
+    from mnist_keras.inference.predictors import load_predictor, predict_images
 
     predictor = load_predictor(run)
     for payload in payloads:

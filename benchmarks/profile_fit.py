@@ -1,4 +1,4 @@
-"""Where an epoch of the seed recipe goes under Keras+JAX: the profile behind mnist_keras.loop.JaxEngine.
+"""Where an epoch of the seed recipe goes under Keras+JAX: the profile behind mnist_keras.training.loop.JaxEngine.
 
     KERAS_BACKEND=jax python benchmarks/profile_fit.py
 
@@ -22,11 +22,11 @@ select_backend("jax")
 import jax
 import numpy as np
 
-from mnist_keras import loop
 from mnist_keras.config import Config
-from mnist_keras.data import load_mnist, one_hot, preprocess_images
+from mnist_keras.data.mnist import load_mnist, one_hot, preprocess_images
 from mnist_keras.model import build_model, compile_model
-from mnist_keras.train import seed_everything, split_validation
+from mnist_keras.training import loop
+from mnist_keras.training.train import seed_everything, split_validation
 
 TOP_FUNCTIONS = 15
 
@@ -83,7 +83,7 @@ def main() -> None:
     started = time.perf_counter()
     trainer.train_epoch(order)
     trainer.validate()
-    print(f"scanned epoch (mnist_keras.loop.JaxEngine) with validation: {time.perf_counter() - started:.3f} s")
+    print(f"scanned epoch (mnist_keras.training.loop.JaxEngine) with validation: {time.perf_counter() - started:.3f} s")
 
 
 if __name__ == "__main__":

@@ -4,8 +4,8 @@
 
 Each test digit is re-drawn dark on light paper, 200-400 px canvas, anywhere
 on it, with noise, saved in turn as RGB PNG, RGBA PNG (transparent
-background), grey PNG and JPEG (`mnist_keras.redraw`). The files are read by
-the same function as `mnist-keras predict` (`mnist_keras.inference.read_image_files`)
+background), grey PNG and JPEG (`mnist_keras.evaluation.redraw`). The files are read by
+the same function as `mnist-keras predict` (`mnist_keras.inference.predictors.read_image_files`)
 and the accuracy compared with the model's on the same digits in MNIST form.
 """
 
@@ -31,10 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="FILE", help="also write the figures to FILE as JSON")
     args = parser.parse_args(argv)
 
-    from mnist_keras.data import load_mnist, preprocess_images
-    from mnist_keras.inference import read_image_files
-    from mnist_keras.inference import load_predictor
-    from mnist_keras.redraw import STYLES, write_redrawn
+    from mnist_keras.data.mnist import load_mnist, preprocess_images
+    from mnist_keras.evaluation.redraw import STYLES, write_redrawn
+    from mnist_keras.inference.predictors import load_predictor, read_image_files
 
     mnist = load_mnist()
     digits, labels = mnist.x_test[: args.count], mnist.y_test[: args.count]

@@ -29,9 +29,9 @@ from mnist_keras.backends import select_backend  # noqa: E402
 select_backend("tensorflow")  # with oneDNN, as the CLI runs convnets
 
 import keras  # noqa: E402
+import speedrun_stems  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-import speedrun_stems  # noqa: E402
 from mnist_keras import recipes  # noqa: E402
 from mnist_keras.constants import IMAGE_SIDE, NUM_CLASSES, NUM_PIXELS  # noqa: E402
 from mnist_keras.model import build_model, compile_model  # noqa: E402

@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
     import tensorflow as tf
 
-    from mnist_keras.data import load_mnist, preprocess_images
+    from mnist_keras.data.mnist import load_mnist, preprocess_images
 
     if options.threads:
         tf.config.threading.set_intra_op_parallelism_threads(options.threads)

@@ -14,7 +14,7 @@ SPEC names the layers between the 784 pixels and the 10-way softmax, joined by
 
 The recipe is `--recipe speedrun`'s (one epoch, batch 256, one-cycle Adam, label
 smoothing) with `--set` overrides, e.g. `--set batch_size=512 learning_rate=0.02`.
-Training runs through `mnist_keras.loop.fit` on TensorFlow, the loop the CLI uses
+Training runs through `mnist_keras.training.loop.fit` on TensorFlow, the loop the CLI uses
 for convnets, so `train_s` is the same quantity as a run's `train_seconds`
 (tracing included). One JSON line per seed. Time only on a quiet machine.
 The speedrun recipe's own network is `img-c16k5s2-c24k3s1p-d128`.
@@ -38,13 +38,15 @@ select_backend(family="cnn")  # TensorFlow with oneDNN, as the CLI runs convnets
 import keras  # noqa: E402
 from keras import layers  # noqa: E402
 
-from mnist_keras import data, loop, recipes  # noqa: E402
+from mnist_keras import recipes
 from mnist_keras.config import Config  # noqa: E402
 from mnist_keras.constants import IMAGE_SIDE, NUM_CLASSES, NUM_PIXELS  # noqa: E402
-from mnist_keras.data import preprocess_images  # noqa: E402
+from mnist_keras.data import mnist as data
+from mnist_keras.data.mnist import preprocess_images  # noqa: E402
 from mnist_keras.errors import ConfigError  # noqa: E402
 from mnist_keras.model import compile_model  # noqa: E402
-from mnist_keras.train import seed_everything, training_arrays  # noqa: E402
+from mnist_keras.training import loop  # noqa: E402
+from mnist_keras.training.train import seed_everything, training_arrays  # noqa: E402
 
 MNIST_MEAN, MNIST_DEVIATION = 0.1307, 0.3081
 CONVOLUTION = re.compile(r"c(\d+)k(\d+)s(\d+)(same)?(pa|p)?$")

@@ -12,11 +12,10 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+from fakes import TINY_RECIPE, synthetic_mnist  # noqa: F401  (re-exported for the tests)
 
 from mnist_keras.config import Config
-from mnist_keras.data import Mnist
-
-from fakes import TINY_RECIPE, synthetic_mnist  # noqa: F401  (re-exported for the tests)
+from mnist_keras.data.mnist import Mnist
 
 
 @pytest.fixture(scope="session")
@@ -27,7 +26,7 @@ def tiny_mnist() -> Mnist:
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, tiny_mnist) -> Path:
     """A complete run directory from one epoch of a small network on synthetic data."""
-    from mnist_keras.pipeline import train_run
+    from mnist_keras.training.run import train_run
 
     run_dir = tmp_path_factory.mktemp("runs") / "tiny"
     train_run(TINY_RECIPE, tiny_mnist, run_dir, verbose=0)
@@ -37,7 +36,7 @@ def tiny_run(tmp_path_factory, tiny_mnist) -> Path:
 @pytest.fixture(scope="session")
 def real_mnist() -> Mnist:
     """The real, verified MNIST (from the cache, the Keras download or the package index)."""
-    from mnist_keras.data import load_mnist
+    from mnist_keras.data.mnist import load_mnist
 
     return load_mnist()
 
@@ -45,7 +44,7 @@ def real_mnist() -> Mnist:
 @pytest.fixture(scope="session")
 def real_run(tmp_path_factory, real_mnist) -> Path:
     """The seed recipe trained for two epochs on the real MNIST (about 97.5% test accuracy)."""
-    from mnist_keras.pipeline import train_run
+    from mnist_keras.training.run import train_run
 
     run_dir = tmp_path_factory.mktemp("runs") / "real"
     train_run(dataclasses.replace(Config(), epochs=2), real_mnist, run_dir, verbose=0)
@@ -60,7 +59,7 @@ def well_trained_run(tmp_path_factory, real_mnist) -> Path:
     For tests that judge how well real handwriting is read (image files, the
     drawing page): two epochs leave too little margin above 97%.
     """
-    from mnist_keras.pipeline import train_run
+    from mnist_keras.training.run import train_run
 
     run_dir = tmp_path_factory.mktemp("runs") / "well-trained"
     train_run(dataclasses.replace(Config(), epochs=8, not_digit_class=True), real_mnist, run_dir, verbose=0)

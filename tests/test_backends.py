@@ -9,10 +9,10 @@ import textwrap
 
 import numpy as np
 import pytest
-
 from conftest import TINY_RECIPE
+
 from mnist_keras.backends import BACKEND_MODULES, FAMILY_BACKENDS
-from mnist_keras.evaluate import read_history
+from mnist_keras.evaluation.metrics import read_history
 
 
 def run_python(code: str, backend: str, **env) -> subprocess.CompletedProcess:
@@ -25,9 +25,9 @@ def run_python(code: str, backend: str, **env) -> subprocess.CompletedProcess:
 CLI_WITH_TINY_DATA = """
 import sys
 sys.path.insert(0, {tests!r})
-import mnist_keras.data
+import mnist_keras.data.mnist
 from fakes import synthetic_mnist
-mnist_keras.data.load_mnist = lambda data=None: synthetic_mnist()
+mnist_keras.data.mnist.load_mnist = lambda data=None: synthetic_mnist()
 from mnist_keras.cli import main
 sys.exit(main({argv!r}))
 """
@@ -86,14 +86,14 @@ def test_unknown_or_missing_backend_is_one_line(tmp_path):
 
 
 def test_jax_model_predicts_the_same_under_tensorflow(tiny_run, tiny_mnist, tmp_path):
-    from mnist_keras.evaluate import predict_probabilities
+    from mnist_keras.evaluation.metrics import predict_probabilities
     from mnist_keras.model import load_run_model
 
     jax_probabilities = predict_probabilities(load_run_model(tiny_run), tiny_mnist.x_test)
     np.save(tmp_path / "images.npy", tiny_mnist.x_test)
     code = f"""
         import numpy as np
-        from mnist_keras.evaluate import predict_probabilities
+        from mnist_keras.evaluation.metrics import predict_probabilities
         from mnist_keras.model import load_run_model
         images = np.load({str(tmp_path / "images.npy")!r})
         np.save({str(tmp_path / "tf.npy")!r}, predict_probabilities(load_run_model({str(tiny_run)!r}), images))

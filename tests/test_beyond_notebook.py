@@ -9,10 +9,9 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from test_notebook import TRAINING_CALLS, images_in, parameters_cell, section_titles, sections
 
 import mnist_keras
-
-from test_notebook import TRAINING_CALLS, images_in, parameters_cell, section_titles, sections
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "beyond_the_seed.ipynb"
 SECTIONS = (
@@ -74,7 +73,7 @@ def test_notebook_uses_the_package_and_defines_no_training_logic():
     code = "\n".join(cell.source for cell in read_notebook().cells if cell.cell_type == "code")
     assert "from mnist_keras" in code and "train_run(recipe, mnist" in code
     for call in TRAINING_CALLS:
-        assert call not in code, f"the notebook calls {call} itself; training belongs in mnist_keras.pipeline"
+        assert call not in code, f"the notebook calls {call} itself; training belongs in mnist_keras.training.run"
     assert not re.search(r"^\s*(def|class)\s", code, re.MULTILINE), "the notebook defines functions of its own"
     # Keras fixes its backend on import: the convnet's must be chosen before anything loads Keras.
     assert code.index('select_backend(family="cnn")') < code.index("import keras")

@@ -61,7 +61,7 @@ def free_port() -> int:
 def server_url(well_trained_run) -> Iterator[str]:
     import uvicorn
 
-    from mnist_keras.serve import create_app
+    from mnist_keras.serving.app import create_app
 
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(well_trained_run), host="127.0.0.1", port=port,

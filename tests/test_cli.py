@@ -6,8 +6,8 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import TINY_RECIPE
+
 from mnist_keras.cli import main
 
 
@@ -59,9 +59,9 @@ def test_existing_out_needs_overwrite(tiny_run, capsys):
 
 
 def test_train_with_config_file_and_flag_override(tmp_path, tiny_mnist, monkeypatch, capsys):
-    import mnist_keras.data
+    import mnist_keras.data.mnist
 
-    monkeypatch.setattr(mnist_keras.data, "load_mnist", lambda data=None: tiny_mnist)
+    monkeypatch.setattr(mnist_keras.data.mnist, "load_mnist", lambda data=None: tiny_mnist)
     recipe = tmp_path / "recipe.json"
     recipe.write_text(json.dumps({**TINY_RECIPE.to_dict(), "epochs": 5}))
     run_dir = tmp_path / "run"

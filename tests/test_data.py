@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import gzip
-import io
 import pickle
 
 import numpy as np
 import pytest
-
 from conftest import synthetic_mnist
-from mnist_keras import data
+
+from mnist_keras.data import mnist as data
 from mnist_keras.errors import DataError
 
 TINY = synthetic_mnist(train_count=40, test_count=20)

@@ -11,7 +11,8 @@ from sklearn.metrics import accuracy_score
 
 from mnist_keras.cli import main
 from mnist_keras.constants import NUM_CLASSES
-from mnist_keras.evaluate import compute_metrics, digit_probabilities, training_summary
+from mnist_keras.evaluation.metrics import compute_metrics, training_summary
+from mnist_keras.inference.decision import digit_probabilities
 
 
 def test_metrics_agree_with_scikit_learn_and_the_confusion_matrix():
@@ -46,9 +47,9 @@ def test_training_summary_from_history():
 
 
 def test_evaluate_prints_summary_and_rewrites_metrics(tiny_run, tiny_mnist, tmp_path, monkeypatch, capsys):
-    import mnist_keras.data
+    import mnist_keras.data.mnist
 
-    monkeypatch.setattr(mnist_keras.data, "load_mnist", lambda data=None: tiny_mnist)
+    monkeypatch.setattr(mnist_keras.data.mnist, "load_mnist", lambda data=None: tiny_mnist)
     run_dir = shutil.copytree(tiny_run, tmp_path / "run")  # the shared run stays as it is
     metrics_path = run_dir / "metrics.json"
     before = json.loads(metrics_path.read_text())

@@ -8,9 +8,15 @@ import numpy as np
 import pytest
 
 from mnist_keras import cli
-from mnist_keras.data import preprocess_images
+from mnist_keras.data.mnist import preprocess_images
 from mnist_keras.errors import RunDirectoryError
-from mnist_keras.export import TOLERANCE, ExportError, export_run, onnx_probabilities, saved_model_probabilities
+from mnist_keras.inference.export import (
+    TOLERANCE,
+    ExportError,
+    export_run,
+    onnx_probabilities,
+    saved_model_probabilities,
+)
 from mnist_keras.model import load_run_model
 
 

@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 
 from mnist_keras.constants import IMAGE_SIDE
-from mnist_keras.images import MAX_IMAGE_PIXELS, ImageError, ImageTooLargeError, preprocess_image_bytes
+from mnist_keras.inference.images import MAX_IMAGE_PIXELS, ImageError, ImageTooLargeError, preprocess_image_bytes
 
 # A generous bound per example: a valid image takes milliseconds. A Python-level
 # loop is interrupted by the alarm; a hang inside a C decoder cannot be, so
@@ -291,7 +291,7 @@ def test_any_declared_size_over_the_limit_is_refused(declared):
 MEMORY_PROBE = """
 import json, resource, sys
 from pathlib import Path
-from mnist_keras.images import ImageError, preprocess_image_bytes
+from mnist_keras.inference.images import ImageError, preprocess_image_bytes
 
 def peak():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kilobytes on Linux

@@ -7,9 +7,9 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from mnist_keras import handwriting
 from mnist_keras.constants import IMAGE_SIDE, PIXEL_MAX
-from mnist_keras.images import mnist_style, preprocess_image_file
+from mnist_keras.evaluation import handwriting
+from mnist_keras.inference.images import mnist_style, preprocess_image_file
 
 
 def synthetic_digit() -> np.ndarray:
@@ -86,7 +86,7 @@ def test_heldout_negatives_cover_every_kind_and_read_like_predict(tmp_path):
 
 
 def test_heldout_negatives_share_no_fonts_with_the_training_generator():
-    from mnist_keras import nondigit
+    from mnist_keras.data import nondigits as nondigit
 
     assert not set(handwriting.HELDOUT_FONTS) & set(nondigit.TRAINING_FONTS)
 

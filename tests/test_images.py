@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-from mnist_keras.constants import IMAGE_SIDE, NUM_CLASSES, NUM_PIXELS
+from mnist_keras.constants import IMAGE_SIDE, NUM_PIXELS
 from mnist_keras.errors import UserError
-from mnist_keras.images import (
+from mnist_keras.inference.images import (
     DIGIT_BOX_SIDE,
     BlankImageError,
     ImageError,

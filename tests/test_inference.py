@@ -9,10 +9,11 @@ import sys
 import numpy as np
 import pytest
 
-from mnist_keras import export, inference
 from mnist_keras.constants import IMAGE_SIDE, NUM_CLASSES, NUM_PIXELS
-from mnist_keras.data import preprocess_images
+from mnist_keras.data.mnist import preprocess_images
 from mnist_keras.errors import UserError
+from mnist_keras.inference import export
+from mnist_keras.inference import predictors as inference
 
 
 @pytest.fixture()
@@ -131,7 +132,7 @@ def test_predict_and_serve_leave_the_run_byte_for_byte_as_it_was(run_copy, tmp_p
     from PIL import Image
 
     from mnist_keras.cli import main
-    from mnist_keras.serve import create_app
+    from mnist_keras.serving.app import create_app
 
     picture = tmp_path / "digit.png"
     pixels = np.zeros((IMAGE_SIDE * 4, IMAGE_SIDE * 4), np.uint8)

@@ -75,7 +75,7 @@ def test_mixed_payloads_cover_every_route_and_body(load_script):
 
 
 def test_drawn_digits_are_distinct_and_readable(load_script):
-    from mnist_keras.images import preprocess_image_bytes
+    from mnist_keras.inference.images import preprocess_image_bytes
 
     images = [preprocess_image_bytes(load_script.drawn_digit_png(digit)) for digit in range(10)]
     assert len({image.tobytes() for image in images}) == 10

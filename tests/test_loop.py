@@ -13,13 +13,13 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-
 from conftest import TINY_RECIPE
-from mnist_keras import loop
+
 from mnist_keras.config import Config
 from mnist_keras.model import build_model, compile_model
-from mnist_keras.state import TrainingState
-from mnist_keras.train import seed_everything, training_arrays
+from mnist_keras.training import loop
+from mnist_keras.training.state import TrainingState
+from mnist_keras.training.train import seed_everything, training_arrays
 
 TESTS_DIR = Path(__file__).parent
 EPOCHS = 2
@@ -34,7 +34,7 @@ select_backend({backend!r})
 import numpy as np
 from fakes import synthetic_mnist
 from test_loop import RECIPE, EPOCHS, fresh_model, engine_epochs
-train, validation = __import__("mnist_keras.train", fromlist=["x"]).training_arrays(RECIPE, synthetic_mnist())
+train, validation = __import__("mnist_keras.training.train", fromlist=["x"]).training_arrays(RECIPE, synthetic_mnist())
 reference = fresh_model(RECIPE, train)
 expected = reference.fit(*train, validation_data=validation, epochs=EPOCHS, batch_size=RECIPE.batch_size,
                          shuffle=False, verbose=0).history

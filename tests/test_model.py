@@ -6,10 +6,16 @@ import pytest
 
 from mnist_keras.config import Config
 from mnist_keras.constants import IMAGE_SIDE, NUM_CLASSES, NUM_PIXELS
-from mnist_keras.data import preprocess_images
+from mnist_keras.data.mnist import preprocess_images
 from mnist_keras.errors import ConfigError
-from mnist_keras.model import (RandomAffine, RandomStroke, augmentation_layers, build_augmenter, build_model,
-                               count_parameters)
+from mnist_keras.model import (
+    RandomAffine,
+    RandomStroke,
+    augmentation_layers,
+    build_augmenter,
+    build_model,
+    count_parameters,
+)
 
 
 def test_seed_model_parameter_counts():
@@ -140,9 +146,9 @@ def test_augmentation_layers_show_each_transformation_alone():
 
 
 def test_each_family_trains_saves_loads_and_exports(tmp_path, tiny_mnist):
-    from mnist_keras.export import TOLERANCE, export_run, onnx_probabilities
+    from mnist_keras.inference.export import TOLERANCE, export_run, onnx_probabilities
     from mnist_keras.model import load_run_model
-    from mnist_keras.pipeline import train_run
+    from mnist_keras.training.run import train_run
 
     pixels = preprocess_images(tiny_mnist.x_test)
     for family, config in (("mlp", dataclasses.replace(Config(), hidden_units=(16,), dropout_rates=(0.1,),

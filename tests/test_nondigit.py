@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mnist_keras import nondigit
 from mnist_keras.constants import IMAGE_SIDE, NUM_CLASSES
-from mnist_keras.nondigit import is_digit, synthetic_negatives
+from mnist_keras.data import nondigits as nondigit
+from mnist_keras.data.nondigits import synthetic_negatives
+from mnist_keras.inference.decision import is_digit
 
 
 @pytest.fixture(autouse=True)

@@ -86,7 +86,7 @@ def test_notebook_uses_the_package_and_defines_no_training_logic():
     code = "\n".join(cell.source for cell in read_notebook().cells if cell.cell_type == "code")
     assert "from mnist_keras" in code and "train_run(config, mnist" in code
     for call in TRAINING_CALLS:
-        assert call not in code, f"the notebook calls {call} itself; training belongs in mnist_keras.pipeline"
+        assert call not in code, f"the notebook calls {call} itself; training belongs in mnist_keras.training.run"
     assert not re.search(r"^\s*(def|class)\s", code, re.MULTILINE), "the notebook defines functions of its own"
 
 

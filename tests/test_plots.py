@@ -9,8 +9,8 @@ import pytest
 from matplotlib.container import BarContainer
 from matplotlib.figure import Figure
 
-from mnist_keras import plots
 from mnist_keras.constants import IMAGE_SIDE, NUM_CLASSES
+from mnist_keras.reporting import plots
 
 # Ten examples whose predictions are known by construction: indices 2, 5 and 7 are wrong,
 # with top probabilities 0.6, 0.9 and 0.8.

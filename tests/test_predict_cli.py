@@ -52,8 +52,8 @@ def test_one_json_line_per_image(tmp_path, tiny_run, capsys):
 
 
 def test_output_matches_the_predictor_on_the_preprocessed_image(tmp_path, tiny_run, capsys):
-    from mnist_keras.images import preprocess_image_file
-    from mnist_keras.inference import load_predictor
+    from mnist_keras.inference.images import preprocess_image_file
+    from mnist_keras.inference.predictors import load_predictor
 
     path = tmp_path / "digit.png"
     write_digit(path, 7)
@@ -137,9 +137,9 @@ def test_command_line_process(tmp_path, tiny_run):
 def test_real_handwriting_is_read_as_well_as_mnist(tmp_path, well_trained_run, real_mnist, capsys):
     """MNIST test digits re-drawn as people supply them (dark on light, larger canvas, anywhere, noise;
     RGB, RGBA, grey, JPEG) are read within a point of the model's accuracy on the same digits, and >= 97%."""
-    from mnist_keras.data import preprocess_images
-    from mnist_keras.inference import load_predictor
-    from mnist_keras.redraw import write_redrawn
+    from mnist_keras.data.mnist import preprocess_images
+    from mnist_keras.evaluation.redraw import write_redrawn
+    from mnist_keras.inference.predictors import load_predictor
 
     indices = np.random.default_rng(0).choice(len(real_mnist.y_test), size=REDRAWN_SAMPLE, replace=False)
     digits, labels = real_mnist.x_test[indices], real_mnist.y_test[indices]

@@ -10,7 +10,7 @@ import textwrap
 import pytest
 
 from mnist_keras.config import Config
-from mnist_keras.pipeline import train_run
+from mnist_keras.training.run import train_run
 
 pytestmark = pytest.mark.real_data
 

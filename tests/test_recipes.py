@@ -7,16 +7,15 @@ import dataclasses
 import keras
 import numpy as np
 import pytest
+from conftest import TINY_RECIPE
 
 from mnist_keras import cli
 from mnist_keras.config import Config
 from mnist_keras.errors import ConfigError
-from mnist_keras.evaluate import read_history
+from mnist_keras.evaluation.metrics import read_history
 from mnist_keras.model import build_model, count_parameters, learning_rate
-from mnist_keras.pipeline import train_run
 from mnist_keras.recipes import CNN, FAST, RECIPES, SPEEDRUN, get_recipe
-
-from conftest import TINY_RECIPE
+from mnist_keras.training.run import train_run
 
 NETWORK_FIELDS = ("hidden_units", "dropout_rates", "batch_norm")
 

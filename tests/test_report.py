@@ -14,9 +14,9 @@ import pytest
 from PIL import Image
 from sklearn.metrics import classification_report
 
-from mnist_keras import report
 from mnist_keras.cli import main
 from mnist_keras.errors import RunDirectoryError
+from mnist_keras.reporting import run_report as report
 from mnist_keras.rundir import FIGURES_DIR, METRICS_FILE, REPORT_FILE, read_json
 
 PNG_PREFIX = "data:image/png;base64,"
@@ -142,7 +142,7 @@ def test_report_lists_recipe_checksums_and_versions(tiny_run):
 
 
 def test_config_records_the_md5_of_the_data_actually_loaded(tiny_run, tiny_mnist):
-    from mnist_keras.data import CANONICAL_MD5, idx_md5
+    from mnist_keras.data.mnist import CANONICAL_MD5, idx_md5
 
     recorded = read_json(tiny_run / "config.json")["data"]["md5"]
     assert recorded["t10k-images-idx3-ubyte"] == idx_md5(tiny_mnist.x_test)

@@ -13,16 +13,17 @@ from pathlib import Path
 
 import keras
 import pytest
-
-import mnist_keras.data
-import mnist_keras.loop
 from conftest import TINY_RECIPE, synthetic_mnist
+from fakes import CallingCheckpointer, calling
+
+import mnist_keras.data.mnist
+import mnist_keras.training.loop
 from mnist_keras import rundir
-from mnist_keras.checkpoint import checkpoint_dir, read_latest
 from mnist_keras.cli import main
 from mnist_keras.errors import RunDirectoryError, TrainingDiverged, TrainingInterrupted
-from mnist_keras.evaluate import read_history
-from mnist_keras.pipeline import train_run
+from mnist_keras.evaluation.metrics import read_history
+from mnist_keras.training.checkpoint import checkpoint_dir, read_latest, run_checkpoint_dir
+from mnist_keras.training.run import train_run
 
 # Patience high enough that early stopping does not end the run before the test is done with it.
 RECIPE = dataclasses.replace(TINY_RECIPE, epochs=8, early_stopping_patience=100)
@@ -45,14 +46,15 @@ import dataclasses, json, sys, time
 sys.path.insert(0, {tests!r})
 from mnist_keras.backends import select_backend
 select_backend({backend!r})
-from fakes import TINY_RECIPE, synthetic_mnist
-from mnist_keras.pipeline import train_run
+from fakes import TINY_RECIPE, calling, synthetic_mnist
+from mnist_keras.training.run import train_run
 recipe = dataclasses.replace(TINY_RECIPE, epochs={epochs}, early_stopping_patience=100, **{augmentation!r})
 seen = []
-def on_epoch(state, directory):
+def on_epoch(state):
     seen.append(state.epoch)
     time.sleep({pause})  # slow enough to be killed mid-run
-metrics = train_run(recipe, synthetic_mnist(), {run_dir!r}, verbose=0, export_onnx=False, on_epoch=on_epoch)
+metrics = train_run(recipe, synthetic_mnist(), {run_dir!r}, verbose=0, export_onnx=False,
+                    checkpointer=calling(on_epoch, {run_dir!r}, recipe))
 print(json.dumps({{"epochs_seen": seen, "test_loss": metrics["test_loss"]}}))
 """
 
@@ -75,7 +77,7 @@ def run_child(backend: str, run_dir: Path, epochs: int = RECIPE.epochs, pause: f
 
 
 def latest_record(run_dir: Path) -> dict | None:
-    return read_latest(checkpoint_dir(rundir.staging_path(run_dir)))
+    return read_latest(run_checkpoint_dir(run_dir))
 
 
 @pytest.mark.parametrize("backend", ["jax", "tensorflow"])
@@ -107,9 +109,9 @@ def test_sigkill_then_resume_computes_exactly_what_an_uninterrupted_run_does(tmp
 
 
 def interrupt_after(stop_epoch: int):
-    """An on_epoch hook that presses Ctrl-C once `stop_epoch` is checkpointed."""
+    """An after-checkpoint hook that presses Ctrl-C once `stop_epoch` is checkpointed."""
 
-    def hook(state, directory):
+    def hook(state):
         if state.epoch == stop_epoch:
             raise KeyboardInterrupt
 
@@ -118,10 +120,11 @@ def interrupt_after(stop_epoch: int):
 
 def test_ctrl_c_stops_cleanly_and_resume_flag_finishes(tmp_path, monkeypatch, capsys):
     tiny = synthetic_mnist()
-    monkeypatch.setattr(mnist_keras.data, "load_mnist", lambda data=None: tiny)
+    monkeypatch.setattr(mnist_keras.data.mnist, "load_mnist", lambda data=None: tiny)
     run_dir = tmp_path / "run"
     with pytest.raises(TrainingInterrupted) as caught:
-        train_run(RECIPE, tiny, run_dir, verbose=0, export_onnx=False, on_epoch=interrupt_after(3))
+        train_run(RECIPE, tiny, run_dir, verbose=0, export_onnx=False,
+                  checkpointer=calling(interrupt_after(3), run_dir, RECIPE))
     assert str(caught.value) == (
         f"training interrupted after epoch 3; resume with: mnist-keras train --resume {run_dir}"
     )
@@ -132,16 +135,17 @@ def test_ctrl_c_stops_cleanly_and_resume_flag_finishes(tmp_path, monkeypatch, ca
 
 
 def test_ctrl_c_from_the_command_line_exits_130_with_one_line(tmp_path, monkeypatch, capsys):
-    import mnist_keras.pipeline
+    import mnist_keras.training.run
 
     tiny = synthetic_mnist()
-    monkeypatch.setattr(mnist_keras.data, "load_mnist", lambda data=None: tiny)
-    real_train = mnist_keras.pipeline.train
+    monkeypatch.setattr(mnist_keras.data.mnist, "load_mnist", lambda data=None: tiny)
+    real_train = mnist_keras.training.run.train
 
-    def train_then_interrupt(config, mnist, checkpoints=None, on_epoch=None, verbose=None):
-        return real_train(config, mnist, checkpoints, interrupt_after(2), verbose)
+    def train_then_interrupt(config, mnist, checkpointer=None, verbose=None):
+        interrupting = CallingCheckpointer(checkpointer.directory, config, interrupt_after(2))
+        return real_train(config, mnist, interrupting, verbose)
 
-    monkeypatch.setattr(mnist_keras.pipeline, "train", train_then_interrupt)
+    monkeypatch.setattr(mnist_keras.training.run, "train", train_then_interrupt)
     recipe_file = tmp_path / "recipe.json"
     recipe_file.write_text(json.dumps(RECIPE.to_dict()))
     run_dir = tmp_path / "run"
@@ -162,17 +166,18 @@ def test_resume_refuses_what_it_cannot_do(tmp_path, tiny_run, capsys):
 def test_a_different_recipe_starts_over(tmp_path):
     run_dir = tmp_path / "run"
     with pytest.raises(TrainingInterrupted, match="interrupted after epoch 2"):
-        train_run(RECIPE, synthetic_mnist(), run_dir, verbose=0, export_onnx=False, on_epoch=interrupt_after(2))
+        train_run(RECIPE, synthetic_mnist(), run_dir, verbose=0, export_onnx=False,
+                  checkpointer=calling(interrupt_after(2), run_dir, RECIPE))
     seen = []
     other = dataclasses.replace(RECIPE, epochs=3, seed=5)
     train_run(other, synthetic_mnist(), run_dir, verbose=0, export_onnx=False,
-              on_epoch=lambda state, directory: seen.append(state.epoch))
+              checkpointer=calling(lambda state: seen.append(state.epoch), run_dir, other))
     assert seen == [1, 2, 3]
     assert_complete_run(run_dir, 3)
 
 
 def test_failure_after_training_keeps_the_model_and_a_rerun_finishes(tmp_path, monkeypatch):
-    import mnist_keras.pipeline
+    import mnist_keras.training.run
 
     run_dir = tmp_path / "run"
     recipe = dataclasses.replace(RECIPE, epochs=2)
@@ -180,7 +185,7 @@ def test_failure_after_training_keeps_the_model_and_a_rerun_finishes(tmp_path, m
     def broken_report(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(mnist_keras.pipeline.report, "build_report", broken_report)
+    monkeypatch.setattr(mnist_keras.training.run.run_report, "build_report", broken_report)
     with pytest.raises(RunDirectoryError, match="training finished, but writing the run failed: disk full"):
         train_run(recipe, synthetic_mnist(), run_dir, verbose=0, export_onnx=False)
     assert not run_dir.exists()
@@ -188,7 +193,7 @@ def test_failure_after_training_keeps_the_model_and_a_rerun_finishes(tmp_path, m
     monkeypatch.undo()
     seen = []
     train_run(recipe, synthetic_mnist(), run_dir, verbose=0, export_onnx=False,
-              on_epoch=lambda state, directory: seen.append(state.epoch))
+              checkpointer=calling(lambda state: seen.append(state.epoch), run_dir, recipe))
     assert seen == [], "a finished training is not repeated"
     assert_complete_run(run_dir, 2)
 
@@ -203,12 +208,12 @@ def test_divergence_stops_with_a_clear_error(tmp_path, learning_rate, shown):
 
 
 def test_divergence_after_good_epochs_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
-    real_check = mnist_keras.loop.check_divergence
+    real_check = mnist_keras.training.loop.check_divergence
 
     def nan_at_epoch_3(row):
         real_check({**row, "loss": float("nan")} if row["epoch"] == 3 else row)
 
-    monkeypatch.setattr(mnist_keras.loop, "check_divergence", nan_at_epoch_3)
+    monkeypatch.setattr(mnist_keras.training.loop, "check_divergence", nan_at_epoch_3)
     run_dir = tmp_path / "run"
     with pytest.raises(TrainingDiverged, match="the last good checkpoint \\(epoch 2\\) is kept"):
         train_run(RECIPE, synthetic_mnist(), run_dir, verbose=0)
@@ -217,7 +222,7 @@ def test_divergence_after_good_epochs_keeps_the_last_good_checkpoint(tmp_path, m
 
 
 def test_diverging_cli_run_exits_2(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(mnist_keras.data, "load_mnist", lambda data=None: synthetic_mnist())
+    monkeypatch.setattr(mnist_keras.data.mnist, "load_mnist", lambda data=None: synthetic_mnist())
     recipe_file = tmp_path / "recipe.json"
     recipe_file.write_text(json.dumps(RECIPE.to_dict()))
     assert main(["train", "--config", str(recipe_file), "--learning-rate", "10", "--out", str(tmp_path / "run")]) == 2

@@ -5,8 +5,8 @@ import json
 import shutil
 
 import pytest
-
 from conftest import TINY_RECIPE
+
 from mnist_keras import rundir
 from mnist_keras.errors import RunDirectoryError
 from mnist_keras.model import build_model, compile_model, load_run_model

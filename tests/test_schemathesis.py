@@ -20,7 +20,7 @@ import uvicorn
 from hypothesis import HealthCheck, settings
 from schemathesis.config import SchemathesisConfig
 
-from mnist_keras.serve import create_app
+from mnist_keras.serving.app import create_app
 
 EXAMPLES_PER_OPERATION = 60
 STARTUP_TIMEOUT_SECONDS = 60

@@ -13,8 +13,8 @@ import pytest
 from mnist_keras import cli
 from mnist_keras.config import Config
 from mnist_keras.errors import UserError
-from mnist_keras.studies import markdown_table, parse_seeds, seed_space, summarise, write_summary
-from mnist_keras.sweep import SweepResult
+from mnist_keras.sweeps.studies import markdown_table, parse_seeds, seed_space, summarise, write_summary
+from mnist_keras.sweeps.tune import SweepResult
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 

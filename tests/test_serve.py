@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 
 from mnist_keras.constants import IMAGE_SIDE, NUM_CLASSES, NUM_PIXELS
-from mnist_keras.images import pixels_to_image, preprocess_image_bytes
-from mnist_keras.serve import STATIC_DIR, ServiceLimits, create_app
+from mnist_keras.inference.images import pixels_to_image, preprocess_image_bytes
+from mnist_keras.serving.app import STATIC_DIR, ServiceLimits, create_app
 
 PREDICTION_FIELDS = {"digit", "confidence", "probabilities", "is_digit", "image"}
 
@@ -44,7 +44,7 @@ def mnist_pixels(band: int) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def predictor(tiny_run):
-    from mnist_keras.inference import load_predictor
+    from mnist_keras.inference.predictors import load_predictor
 
     return load_predictor(tiny_run)
 
@@ -252,7 +252,7 @@ def test_json_over_its_limit_is_413_before_parsing(predictor):
 
 def test_only_a_few_images_are_decoded_at_once(predictor, monkeypatch):
     # Each decode can take ~100 MB, so concurrency bounds memory: many clients, few decodes.
-    from mnist_keras import serve
+    from mnist_keras.serving import app as serve
 
     decoding, most = 0, 0
     lock = threading.Lock()

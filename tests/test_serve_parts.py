@@ -11,7 +11,7 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
 from mnist_keras.constants import NUM_PIXELS
-from mnist_keras.serve import (
+from mnist_keras.serving.app import (
     JSON_BYTES_PER_NUMBER,
     DecodePool,
     RequestProblem,

@@ -26,8 +26,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from mnist_keras.metrics import JsonLines
-from mnist_keras.serve import create_app
+from mnist_keras.serving.app import create_app
+from mnist_keras.serving.metrics import JsonLines
 
 STARTUP_SECONDS = 120
 REQUEST_TIMEOUT = 1.5

@@ -19,7 +19,7 @@ import pytest
 
 from mnist_keras import cli
 from mnist_keras.errors import ConfigError
-from mnist_keras.space import load_space
+from mnist_keras.sweeps.space import load_space
 
 os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
 
@@ -231,7 +231,7 @@ def test_cluster_sweep_survives_losing_a_node_and_resumes_after_the_last_checkpo
         pytest.skip("Ray Tune is not installed")
     from ray.cluster_utils import Cluster
 
-    from mnist_keras.sweep import SweepPlan, run_sweep
+    from mnist_keras.sweeps.tune import SweepPlan, run_sweep
 
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, (str(SRC), os.environ.get("PYTHONPATH")))))
     space = load_space(write(tmp_path / "space.toml", SPACE.replace("epochs = 2", "epochs = 4")))

@@ -4,13 +4,13 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import TINY_RECIPE
+
 from mnist_keras import rundir
-from mnist_keras.evaluate import read_history
-from mnist_keras.pipeline import train_run
-from mnist_keras.state import HISTORY_COLUMNS
-from mnist_keras.train import split_validation
+from mnist_keras.evaluation.metrics import read_history
+from mnist_keras.training.run import train_run
+from mnist_keras.training.state import HISTORY_COLUMNS
+from mnist_keras.training.train import split_validation
 
 METRIC_FIELDS = {
     "test_loss", "test_accuracy", "misclassified", "epochs_trained", "best_val_accuracy",
@@ -62,12 +62,12 @@ def test_same_seed_same_numbers(tmp_path, tiny_mnist):
 
 
 def test_failed_run_leaves_nothing(tmp_path, tiny_mnist, monkeypatch):
-    import mnist_keras.loop
+    import mnist_keras.training.loop
 
     def explode(*args, **kwargs):
         raise RuntimeError("simulated crash before the first epoch ended")
 
-    monkeypatch.setattr(mnist_keras.loop, "epoch_order", explode)
+    monkeypatch.setattr(mnist_keras.training.loop, "epoch_order", explode)
     run_dir = tmp_path / "crashed"
     with pytest.raises(RuntimeError):
         train_run(TINY_RECIPE, tiny_mnist, run_dir, verbose=0, export_onnx=False)
@@ -85,7 +85,7 @@ def test_retraining_replaces_previous_run(tmp_path, tiny_mnist):
 
 
 def test_not_digit_class_adds_synthetic_negatives_to_both_parts(tiny_mnist):
-    from mnist_keras.train import NOT_DIGIT_LABEL, training_arrays
+    from mnist_keras.training.train import NOT_DIGIT_LABEL, training_arrays
 
     recipe = dataclasses.replace(TINY_RECIPE, not_digit_class=True, not_digit_fraction=0.2)
     (x_fit, y_fit), (x_val, y_val) = training_arrays(recipe, tiny_mnist)

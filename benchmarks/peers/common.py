@@ -39,7 +39,7 @@ def parse_arguments(description: str, default_epochs: float) -> argparse.Namespa
 
 def load_data(options: argparse.Namespace):
     """MNIST as uint8 arrays (images N×28×28, labels N), optionally cut to the limits in `options`."""
-    from mnist_keras.data import load_mnist
+    from mnist_keras.data.mnist import load_mnist
 
     mnist = load_mnist()
     return (mnist.x_train[:options.train_limit], mnist.y_train[:options.train_limit],

@@ -26,7 +26,8 @@ from mnist_keras.backends import (
 from mnist_keras.config import Config, field_types, load_config, parse_override
 from mnist_keras.errors import TrainingInterrupted, UserError
 from mnist_keras.recipes import RECIPES, get_recipe
-from mnist_keras.rundir import check_run_dir, checkpoint_dir, read_latest, read_run_config, staging_path
+from mnist_keras.rundir import check_run_dir, read_run_config, staging_path
+from mnist_keras.training.checkpoint import read_latest, run_checkpoint_dir
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED = 130  # the shell's code for a process stopped by Ctrl-C
@@ -196,7 +197,7 @@ def build_parser() -> ArgumentParser:
 
 
 def add_sweep_commands(commands) -> None:
-    """`sweep` and `seeds`: many training runs on Ray Tune (mnist_keras.sweep)."""
+    """`sweep` and `seeds`: many training runs on Ray Tune (mnist_keras.sweeps.tune)."""
     sweep = commands.add_parser("sweep", help="search recipe settings on Ray Tune; one run directory per trial")
     sweep.add_argument("space", metavar="SPACE.toml", help="space file: [recipe] fixed settings, [search] "
                        "one of grid/choice/uniform/loguniform/randint per setting")
@@ -261,12 +262,41 @@ def resumable_run(args: argparse.Namespace) -> TrainPlan:
         raise UserError(f"--resume continues the recipe saved with the run; drop {', '.join(given or ['--config'])}")
     if args.out and Path(args.out) != run_dir:
         raise UserError("--resume RUN trains into RUN; drop --out or give the same directory")
-    record = read_latest(checkpoint_dir(staging_path(run_dir)))
+    record = read_latest(run_checkpoint_dir(run_dir))
     if record is None:
         state = "is already complete" if run_dir.is_dir() else "has no interrupted training to resume"
         raise UserError(f"{run_dir} {state} (no checkpoint in {staging_path(run_dir)})")
     backend = args.backend or requested_backend() or record["backend"]
     return TrainPlan(Config.from_dict(record["recipe"]), run_dir, backend, None)
+
+
+def plan_sweep(args: argparse.Namespace, backend: str | None):
+    """The plan for `mnist-keras sweep` or `seeds` from its flags; every user error is raised here, before Ray starts.
+
+    Returns a `mnist_keras.sweeps.tune.SweepPlan`. Imports Ray (or says how to
+    install it), never Keras.
+    """
+    from mnist_keras.sweeps import studies, tune
+    from mnist_keras.sweeps.space import load_space
+
+    tune.import_ray()
+    out = Path(args.out)
+    if args.resume:
+        return tune.SweepPlan.resumed(out, args.address, args.max_concurrent)
+    if (out / tune.SWEEP_FILE).exists():
+        raise UserError(f"{out} already holds a sweep; pass --resume to continue it or choose another --out")
+    recipe = get_recipe(args.recipe)
+    if args.command == "seeds":
+        if args.config:
+            recipe = load_config(args.config, base=recipe)
+        space, samples, scheduler = studies.seed_space(recipe, studies.parse_seeds(args.seeds)), 1, "fifo"
+    else:
+        space, samples, scheduler = load_space(args.space, recipe), args.samples, args.scheduler
+    if scheduler == "asha" and space.base.validation_split == 0:
+        raise UserError("--scheduler asha stops trials on val_loss; the recipe has validation_split = 0")
+    return tune.SweepPlan(space=space, out=out, samples=samples, max_concurrent=args.max_concurrent,
+                          scheduler=scheduler, address=args.address, data=args.data, limit=args.limit,
+                          export_onnx=args.export_onnx, recipe_name=args.recipe, backend=backend)
 
 
 def choose_backend(args: argparse.Namespace) -> str:
@@ -280,8 +310,6 @@ def choose_backend(args: argparse.Namespace) -> str:
         args.plan = plan_training(args)
         return select_backend(args.plan.backend, args.plan.config.model)
     if args.command in ("sweep", "seeds"):
-        from mnist_keras.sweep import plan_sweep  # imports Ray (or says how to install it), never Keras
-
         args.sweep_plan = plan_sweep(args, args.backend or requested_backend())
         return select_backend(args.backend)  # the driver's; each trial chooses its own
     if args.command == "export":

@@ -13,22 +13,21 @@ import json
 import sys
 from pathlib import Path
 
-from mnist_keras import data
-from mnist_keras.data import class_counts, default_cache_dir
+from mnist_keras.data.mnist import class_counts, default_cache_dir, load_mnist
 from mnist_keras.errors import UserError
-from mnist_keras.evaluate import evaluate_run, format_summary
-from mnist_keras.export import export_run
-from mnist_keras.inference import load_predictor, read_image_files
+from mnist_keras.evaluation.metrics import evaluate_run, format_summary
+from mnist_keras.inference.export import export_run
+from mnist_keras.inference.predictors import load_predictor, read_image_files
 from mnist_keras.model import load_run_model
-from mnist_keras.pipeline import train_run
-from mnist_keras.report import build_report
+from mnist_keras.reporting.run_report import build_report
 from mnist_keras.rundir import FIGURES_DIR, REPORT_FILE
+from mnist_keras.training.run import train_run
 
 EXIT_OK, EXIT_USAGE = 0, 2
 
 
 def run_data(args: argparse.Namespace) -> int:
-    mnist = data.load_mnist(args.data)
+    mnist = load_mnist(args.data)
     print(f"source      {mnist.source}")
     print(f"cache       {default_cache_dir()}")
     print(f"train       images {mnist.x_train.shape} {mnist.x_train.dtype}, labels {mnist.y_train.shape}")
@@ -41,7 +40,7 @@ def run_data(args: argparse.Namespace) -> int:
 
 def run_train(args: argparse.Namespace) -> int:
     plan = args.plan  # the recipe and run directory cli.main resolved when choosing the backend
-    mnist = data.load_mnist(args.data)
+    mnist = load_mnist(args.data)
     metrics = train_run(plan.config, mnist, plan.run_dir, recipe_name=plan.recipe_name)
     print(format_summary(metrics))
     print(f"run written to {plan.run_dir}")
@@ -51,7 +50,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     model = load_run_model(args.run)  # a bad run is reported before any data is fetched
-    metrics = evaluate_run(args.run, data.load_mnist(args.data), model)
+    metrics = evaluate_run(args.run, load_mnist(args.data), model)
     if args.json:
         print(json.dumps(metrics))
     else:
@@ -70,7 +69,7 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from mnist_keras import server  # the web stack loads only for this command
+    from mnist_keras.serving import server  # the web stack loads only for this command
 
     load_predictor(args.run)  # a run that cannot answer fails here, in one line, before any worker starts
     server.run(server.ServerSettings(
@@ -82,7 +81,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    report_path = build_report(args.run, data.load_mnist(args.data))
+    report_path = build_report(args.run, load_mnist(args.data))
     print(f"report written to {report_path} (figures in {report_path.parent / FIGURES_DIR})")
     return EXIT_OK
 
@@ -94,7 +93,8 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_sweep(args: argparse.Namespace) -> int:
-    from mnist_keras.sweep import BEST_DIR, TRIALS_CSV, run_sweep as sweep
+    from mnist_keras.sweeps.tune import BEST_DIR, TRIALS_CSV
+    from mnist_keras.sweeps.tune import run_sweep as sweep
 
     result = sweep(args.sweep_plan, resume=args.resume, progress=lambda line: print(line, flush=True))
     print(f"trials: {result.out / TRIALS_CSV}")
@@ -105,9 +105,10 @@ def run_sweep(args: argparse.Namespace) -> int:
 
 
 def run_seeds(args: argparse.Namespace) -> int:
-    from mnist_keras import environment, studies
+    from mnist_keras import environment
     from mnist_keras.backends import default_backend
-    from mnist_keras.sweep import run_sweep as sweep
+    from mnist_keras.sweeps import studies
+    from mnist_keras.sweeps.tune import run_sweep as sweep
 
     plan = args.sweep_plan
     result = sweep(plan, resume=args.resume, progress=lambda line: print(line, flush=True))

@@ -82,7 +82,7 @@ class Config:
     stroke: float = 0.0
 
     # An 11th output, "not a digit", trained on synthetic non-digit images
-    # (mnist_keras.nondigit) that make up this fraction of the training set.
+    # (mnist_keras.data.nondigits) that make up this fraction of the training set.
     not_digit_class: bool = False
     not_digit_fraction: float = 0.1
 

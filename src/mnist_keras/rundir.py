@@ -18,7 +18,7 @@ from typing import Any
 
 from mnist_keras.config import Config
 from mnist_keras.errors import ConfigError, RunDirectoryError
-from mnist_keras.state import HISTORY_COLUMNS
+from mnist_keras.training.state import HISTORY_COLUMNS
 
 MODEL_FILE = "model.keras"
 CONFIG_FILE = "config.json"
@@ -28,32 +28,9 @@ FIGURES_DIR = "figures"
 REPORT_FILE = "report.html"
 ONNX_FILE = "model.onnx"
 REQUIRED_FILES = (MODEL_FILE, CONFIG_FILE, HISTORY_FILE, METRICS_FILE)
-# Checkpoints live in the staging directory while a run trains (mnist_keras.checkpoint).
-CHECKPOINT_DIR = "checkpoint"
-LATEST_FILE = "latest.json"
-CHECKPOINT_KEYS = {"epoch", "finished", "recipe", "backend", "variables", "best_weights", "state"}
-
-
 def staging_path(run_dir: Path) -> Path:
     """Where a run is built before it is published under `run_dir`."""
     return run_dir.parent / f".{run_dir.name}.partial"
-
-
-def checkpoint_dir(staging: Path) -> Path:
-    return Path(staging) / CHECKPOINT_DIR
-
-
-def read_latest(directory: Path) -> dict[str, Any] | None:
-    """The last committed checkpoint record in `directory`, or None if there is none usable."""
-    try:
-        record = json.loads((Path(directory) / LATEST_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(record, dict) or not CHECKPOINT_KEYS <= set(record):
-        return None
-    if not (Path(directory) / str(record["variables"])).is_file():
-        return None
-    return record
 
 
 def umask_file_mode() -> int:

@@ -26,14 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from mnist_keras.errors import UserError
-from mnist_keras.rundir import (
-    checkpoint_dir,
-    read_json,
-    replace_path,
-    staging_path,
-    write_json_atomic,
-)
-from mnist_keras.space import Space, tune_space
+from mnist_keras.rundir import read_json, replace_path, staging_path, write_json_atomic
+from mnist_keras.sweeps.space import Space, tune_space
+from mnist_keras.training.checkpoint import Checkpointer, run_checkpoint_dir
+from mnist_keras.training.state import TrainingState
 
 TUNE_DIR = "tune"
 TRIALS_DIR = "trials"
@@ -123,40 +119,12 @@ class SweepResult:
     out: Path
 
 
-def plan_sweep(args: Any, backend: str | None) -> SweepPlan:
-    """The plan for `mnist-keras sweep` or `seeds` from its flags; every user error is raised here, before Ray starts."""
-    from mnist_keras.config import load_config
-    from mnist_keras.recipes import get_recipe
-    from mnist_keras.space import load_space
-    from mnist_keras.studies import parse_seeds, seed_space
-
-    import_ray()
-    out = Path(args.out)
-    if args.resume:
-        return SweepPlan.resumed(out, args.address, args.max_concurrent)
-    if (out / SWEEP_FILE).exists():
-        raise UserError(f"{out} already holds a sweep; pass --resume to continue it or choose another --out")
-    recipe = get_recipe(args.recipe)
-    if args.command == "seeds":
-        if args.config:
-            recipe = load_config(args.config, base=recipe)
-        space, samples, scheduler = seed_space(recipe, parse_seeds(args.seeds)), 1, "fifo"
-    else:
-        space, samples, scheduler = load_space(args.space, recipe), args.samples, args.scheduler
-    if scheduler == "asha" and space.base.validation_split == 0:
-        raise UserError("--scheduler asha stops trials on val_loss; the recipe has validation_split = 0")
-    recipe_name = args.recipe
-    return SweepPlan(space=space, out=out, samples=samples, max_concurrent=args.max_concurrent,
-                     scheduler=scheduler, address=args.address, data=args.data, limit=args.limit,
-                     export_onnx=args.export_onnx, recipe_name=recipe_name, backend=backend)
-
-
 # ---------------------------------------------------------------- the trial (runs in a Ray worker)
 
 
 def run_trial(params: dict[str, Any], settings: TrialSettings) -> None:
     """One trial: pin cores, choose the backend, then a normal `train_run` that reports every epoch to Tune."""
-    from mnist_keras.cores import pin_process
+    from mnist_keras.sweeps.cores import pin_process
 
     pin_process(settings.cpus)  # before Keras or XLA size their thread pools
     from ray import tune
@@ -169,19 +137,15 @@ def run_trial(params: dict[str, Any], settings: TrialSettings) -> None:
         # Workers inherit the driver's environment, where the CLI chose a backend for itself.
         os.environ.pop("KERAS_BACKEND", None)
     select_backend(settings.backend, getattr(config, "model", "mlp"))
-    from mnist_keras import data, pipeline  # loads Keras on the chosen backend
+    from mnist_keras.data.mnist import load_mnist
+    from mnist_keras.training.run import train_run  # loads Keras on the chosen backend
 
     run_dir = Path(settings.out) / TRIALS_DIR / tune.get_context().get_trial_id()
     restore_tune_checkpoint(tune.get_checkpoint(), run_dir)
-    mnist = limited(data.load_mnist(settings.data), settings.limit)
+    mnist = limited(load_mnist(settings.data), settings.limit)
 
-    def on_epoch(state, checkpoints: Path) -> None:
-        row = state.history[-1]
-        metrics = {key: row[key] for key in EPOCH_KEYS if key in row}
-        metrics["best_val_loss"] = finite_or_none(state.best_val_loss)
-        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(checkpoints)))
-
-    result = pipeline.train_run(config, mnist, run_dir, verbose=0, on_epoch=on_epoch, export_onnx=False)
+    result = train_run(config, mnist, run_dir, verbose=0, checkpointer=TuneCheckpointer.for_run(run_dir, config),
+                       export_onnx=False)
     tune.report({
         METRIC: result.get("best_val_loss", result.get("final_val_loss")),
         "best_val_loss": result.get("best_val_loss"),
@@ -192,11 +156,24 @@ def run_trial(params: dict[str, Any], settings: TrialSettings) -> None:
     })
 
 
+class TuneCheckpointer(Checkpointer):
+    """A trial's epoch checkpoints: each one saved, then reported to Tune with that epoch's history row."""
+
+    def save(self, state: TrainingState, model: Any, augmenter: Any = None) -> None:
+        from ray import tune
+
+        super().save(state, model, augmenter)
+        row = state.history[-1]
+        metrics = {key: row[key] for key in EPOCH_KEYS if key in row}
+        metrics["best_val_loss"] = finite_or_none(state.best_val_loss)
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(self.directory)))
+
+
 def restore_tune_checkpoint(tune_checkpoint: Any, run_dir: Path) -> None:
     """Put the epoch checkpoint Tune kept (if any) where `train_run` resumes from."""
     if tune_checkpoint is None:
         return
-    target = checkpoint_dir(staging_path(run_dir))
+    target = run_checkpoint_dir(run_dir)
     with tune_checkpoint.as_directory() as kept:
         shutil.rmtree(target, ignore_errors=True)
         shutil.copytree(kept, target)
@@ -362,7 +339,7 @@ def run_sweep(
 
 def write_results(plan: SweepPlan, out: Path, grid: Any) -> SweepResult:
     """trials.csv, best/ (copied, with model.onnx when the exporter is installed) and report.html."""
-    from mnist_keras.sweep_report import write_sweep_report, write_trials_csv
+    from mnist_keras.reporting.sweep_report import write_sweep_report, write_trials_csv
 
     rows, curves = [], {}
     for result in grid:
@@ -406,13 +383,13 @@ def epoch_rows(result: Any) -> list[dict[str, Any]]:
 
 def copy_best(trial_dir: Path, best_dir: Path, export_onnx: bool) -> None:
     """Publish a copy of the best trial's run directory as `best_dir`, atomically."""
-    from mnist_keras.pipeline import exporter_installed
+    from mnist_keras.training.run import exporter_installed
 
     staging = staging_path(best_dir)
     shutil.rmtree(staging, ignore_errors=True)
     shutil.copytree(trial_dir, staging)
     if export_onnx and exporter_installed():
-        from mnist_keras.export import export_run
+        from mnist_keras.inference.export import export_run
 
         export_run(staging, "onnx")
     replace_path(staging, best_dir)

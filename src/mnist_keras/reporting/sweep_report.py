@@ -13,10 +13,10 @@ from typing import Any
 
 from matplotlib.ticker import MaxNLocator
 
-from mnist_keras import plots
-from mnist_keras.report import figure_png, html_table
+from mnist_keras.reporting import plots
+from mnist_keras.reporting.run_report import figure_png, html_table
 from mnist_keras.rundir import write_text_atomic
-from mnist_keras.space import Space
+from mnist_keras.sweeps.space import Space
 
 REPORT_FILE = "report.html"
 TRIAL_COLUMNS = ("status", "epochs_trained", "best_val_loss", "test_accuracy", "train_seconds")

@@ -2,7 +2,7 @@
 
 `build_report(run_dir, mnist)` reads a run directory (config.json, history.csv,
 metrics.json and, unless test-set probabilities are handed in, model.keras),
-draws every figure of `mnist_keras.plots`, and writes the PNGs and an HTML page
+draws every figure of `mnist_keras.reporting.plots`, and writes the PNGs and an HTML page
 that embeds them as base64 data, so the page opens from disk, offline, with
 nothing fetched. The headline numbers, the classification report and the
 confusion matrix come from metrics.json, so the page always agrees with it.
@@ -13,8 +13,8 @@ from __future__ import annotations
 import base64
 import dataclasses
 import html
-import re
 import io
+import re
 import string
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -24,10 +24,10 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from mnist_keras import plots
-from mnist_keras.data import Mnist
+from mnist_keras.data.mnist import Mnist
 from mnist_keras.errors import RunDirectoryError
-from mnist_keras.evaluate import predict_probabilities, read_history
+from mnist_keras.evaluation.metrics import predict_probabilities, read_history
+from mnist_keras.reporting import plots
 from mnist_keras.rundir import (
     CONFIG_FILE,
     FIGURES_DIR,

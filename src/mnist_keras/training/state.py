@@ -1,6 +1,6 @@
 """The training state: one typed record of everything the loop decides with.
 
-The loop (`mnist_keras.loop`) reads and updates this record after every epoch;
+The loop (`mnist_keras.training.loop`) reads and updates this record after every epoch;
 early stopping, learning-rate halving on plateaus and the divergence guard are
 plain functions of it. A checkpoint is this record (as JSON) plus the model's
 and optimizer's variables, so a resumed run continues exactly where it stopped.

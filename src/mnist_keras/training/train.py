@@ -1,31 +1,29 @@
 """Training: a recipe and the data in, a trained model and its final training state out.
 
 `train` prepares the arrays (the validation split, the recipe's "not a digit"
-examples), builds and compiles the recipe's network, resumes from a
-checkpoint directory if one is given and holds a checkpoint, and runs the loop
-(`mnist_keras.loop.fit`), checkpointing after every epoch. It writes nothing
-but checkpoints: `mnist_keras.pipeline` turns its result into a run directory.
+examples), builds and compiles the recipe's network, and runs the loop
+(`mnist_keras.training.loop.fit`) with the checkpointer it is given, which
+resumes and checkpoints every epoch. It writes nothing but checkpoints:
+`mnist_keras.training.run` turns its result into a run directory.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
-from pathlib import Path
 
 import keras
 import numpy as np
 
-from mnist_keras import checkpoint, loop
 from mnist_keras.config import Config
 from mnist_keras.constants import NUM_CLASSES
-from mnist_keras.data import Mnist, one_hot, preprocess_images
+from mnist_keras.data.mnist import Mnist, one_hot, preprocess_images
 from mnist_keras.model import build_augmenter, build_model, compile_model
-from mnist_keras.state import HISTORY_COLUMNS, TrainingState
+from mnist_keras.training import loop
+from mnist_keras.training.checkpoint import Checkpointer
+from mnist_keras.training.state import HISTORY_COLUMNS, TrainingState
 
 Arrays = tuple[np.ndarray, np.ndarray]
-EpochHook = Callable[[TrainingState, Path], None]
 # The label of the extra "not a digit" class, after the ten digits.
 NOT_DIGIT_LABEL = NUM_CLASSES
 # Seeds for the synthetic non-digits of the training and validation parts, offset from the
@@ -60,7 +58,7 @@ def split_validation(x: np.ndarray, y: np.ndarray, validation_split: float) -> t
 
 def with_not_digits(images: np.ndarray, labels: np.ndarray, fraction: float, seed: int) -> Arrays:
     """Digits plus synthetic non-digits (label NOT_DIGIT_LABEL) making up `fraction` of the result."""
-    from mnist_keras.nondigit import synthetic_negatives
+    from mnist_keras.data.nondigits import synthetic_negatives
 
     count = round(len(images) * fraction / (1.0 - fraction))
     negatives = synthetic_negatives(count, seed).reshape(count, *images.shape[1:])
@@ -86,34 +84,19 @@ def training_arrays(config: Config, mnist: Mnist) -> tuple[Arrays, Arrays | None
 def train(
     config: Config,
     mnist: Mnist,
-    checkpoints: Path | None = None,
-    on_epoch: EpochHook | None = None,
+    checkpointer: Checkpointer | None = None,
     verbose: int | None = None,
 ) -> Trained:
     """Train `config` on `mnist`; return the model and its final state.
 
-    With `checkpoints`, a directory: training resumes from the checkpoint there
-    (if any, of the same recipe), and commits one after every epoch, then calls
-    `on_epoch(state, checkpoints)`.
+    With a `checkpointer`, training resumes from its latest checkpoint of this
+    recipe (if any) and commits one after every epoch.
     """
     seed_everything(config.seed)
     train_data, validation = training_arrays(config, mnist)
     steps_per_epoch = math.ceil(len(train_data[0]) / config.batch_size)
     model = compile_model(build_model(config), config, steps_per_epoch)
-    augmenter = build_augmenter(config)
-    loop.build_training_state(model, (train_data[0][: config.batch_size], train_data[1][: config.batch_size]))
-    state = None
-    record = checkpoint.read_latest(checkpoints) if checkpoints is not None else None
-    if record is not None and record["recipe"] == config.to_dict():
-        state = checkpoint.restore(checkpoints, record, model, augmenter)
-
-    def on_epoch_end(state: TrainingState, model: keras.Model) -> None:
-        if checkpoints is None:
-            return
-        checkpoint.save(checkpoints, config.to_dict(), state, model, config.epochs, augmenter)
-        if on_epoch is not None:
-            on_epoch(state, checkpoints)
-
     verbosity = loop.default_verbosity() if verbose is None else verbose
-    state = loop.fit(model, config, train_data, validation, state, on_epoch_end, verbosity, augmenter)
+    state = loop.fit(model, config, train_data, validation, checkpointer=checkpointer, verbose=verbosity,
+                     augmenter=build_augmenter(config))
     return Trained(model, state)

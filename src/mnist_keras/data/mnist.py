@@ -12,8 +12,8 @@ atomically, so later loads take a fraction of a second.
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import functools
+import gzip
 import hashlib
 import io
 import os

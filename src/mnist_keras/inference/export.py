@@ -7,7 +7,7 @@ so the exported graph computes what the trained model computes. Every export is
 checked against the Keras model before it is published, and written to a
 temporary name first, so a failed export leaves nothing behind.
 
-Run as a module (`python -m mnist_keras.export RUN FORMAT OUT`) it is that child.
+Run as a module (`python -m mnist_keras.inference.export RUN FORMAT OUT`) it is that child.
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ def tensorflow_backend_active() -> bool:
 def export_in_tensorflow_process(run_dir: Path, export_format: str, out: Path) -> None:
     """Run the export in a child process whose Keras uses TensorFlow; its error becomes ours."""
     environment = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    command = [sys.executable, "-m", "mnist_keras.export", str(run_dir), export_format, str(out)]
+    command = [sys.executable, "-m", "mnist_keras.inference.export", str(run_dir), export_format, str(out)]
     result = subprocess.run(command, env=environment, capture_output=True, text=True)
     if result.returncode != 0:
         lines = [line for line in result.stderr.strip().splitlines() if line.strip()]

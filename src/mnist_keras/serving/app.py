@@ -1,7 +1,7 @@
 """The web service: a drawing page, a prediction API and its OpenAPI docs (FastAPI under uvicorn).
 
 `create_app(run_dir or predictor)` builds the app; `serve(run_dir, host, port)`
-runs it. Every image goes through `mnist_keras.images`, the same path as the
+runs it. Every image goes through `mnist_keras.inference.images`, the same path as the
 `predict` command, and every answer carries the 28×28 image the model saw.
 The page and the API docs work offline.
 Nothing a client sends produces a 500: oversized bodies get 413, bodies that
@@ -9,9 +9,9 @@ are not images 415, and anything else malformed (blank, wrong shape, bad
 values, bad JSON) 422, always as JSON `{"error": "..."}`.
 With an API token, every route but the page, its files, `/healthz`, `/about`
 and the docs needs `Authorization: Bearer <token>`; anything else gets 401.
-`/metrics` is the Prometheus scrape (mnist_keras.metrics); `/about` says
+`/metrics` is the Prometheus scrape (mnist_keras.serving.metrics); `/about` says
 which run answers. How the process runs (timeouts, workers, signals) is
-mnist_keras.server's.
+mnist_keras.serving.server's.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mnist_keras import __version__
 from mnist_keras.constants import IMAGE_SIDE, NUM_CLASSES, NUM_PIXELS
-from mnist_keras.images import (
+from mnist_keras.inference.images import (
     MAX_IMAGE_BYTES,
     MAX_IMAGE_PIXELS,
     MIN_INK_CONTRAST,
@@ -55,8 +55,8 @@ from mnist_keras.images import (
     pixels_to_image,
     preprocess_image_bytes,
 )
-from mnist_keras.inference import predict_images
-from mnist_keras.metrics import RequestMetrics, ServiceMetrics
+from mnist_keras.inference.predictors import predict_images
+from mnist_keras.serving.metrics import RequestMetrics, ServiceMetrics
 
 STATIC_DIR = Path(__file__).parent / "static"
 # A batch of the largest images plus multipart framing; JSON pixels are far smaller.
@@ -75,7 +75,7 @@ MAX_FORM_FIELDS = 16
 # pool. Decoding is CPU-bound: more at once than there are cores gains nothing.
 MAX_CONCURRENT_DECODES = min(8, max(2, os.cpu_count() or 2))
 
-logger = logging.getLogger("mnist_keras.serve")
+logger = logging.getLogger("mnist_keras.serving.app")
 
 
 Probability = Annotated[float, Field(ge=0, le=1)]
@@ -214,7 +214,7 @@ def load_source(source: Any) -> Any:
     """A predictor: `source` itself if it has `.predict`, else the run directory it names."""
     if hasattr(source, "predict"):
         return source
-    from mnist_keras.inference import load_predictor
+    from mnist_keras.inference.predictors import load_predictor
     from mnist_keras.rundir import check_run_dir
 
     check_run_dir(Path(source))

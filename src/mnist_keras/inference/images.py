@@ -1,7 +1,7 @@
 """Real images → the model's input, made the way MNIST itself was made.
 
 One preprocessing path for the `predict` command, the web service and the tests
-(reading the model's answer is `mnist_keras.inference`'s):
+(reading the model's answer is `mnist_keras.inference.predictors`'s):
 decode with Pillow (any format and mode it reads; the first frame of an
 animation), flatten transparency and colour to grey, decide whether the ink is
 dark on light or light on dark, remove the background level (under uneven
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import io
 import math
-
 from pathlib import Path
 from typing import Any
 

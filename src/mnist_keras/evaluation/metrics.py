@@ -11,9 +11,10 @@ import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
 from mnist_keras.constants import NUM_CLASSES
-from mnist_keras.data import Mnist, one_hot, preprocess_images
-from mnist_keras.model import count_parameters, load_run_model
+from mnist_keras.data.mnist import Mnist, one_hot, preprocess_images
 from mnist_keras.errors import RunDirectoryError
+from mnist_keras.inference.decision import digit_probabilities
+from mnist_keras.model import count_parameters, load_run_model
 from mnist_keras.rundir import HISTORY_FILE, METRICS_FILE, check_run_dir, read_json, write_json_atomic
 
 DIGITS = list(range(NUM_CLASSES))
@@ -26,23 +27,10 @@ def predict_probabilities(model: keras.Model, images: np.ndarray, batch_size: in
 
 
 def handwriting_accuracy(model: keras.Model) -> float:
-    """Accuracy on real handwriting that is not MNIST (optdigits as image files; mnist_keras.handwriting)."""
-    from mnist_keras import handwriting
+    """Accuracy on real handwriting that is not MNIST (optdigits as image files; mnist_keras.evaluation.handwriting)."""
+    from mnist_keras.evaluation import handwriting
 
     return handwriting.handwriting_accuracy(lambda pixels: model.predict(pixels, batch_size=1024, verbose=0))
-
-
-def digit_probabilities(outputs: np.ndarray) -> np.ndarray:
-    """A model's outputs (N×10, or N×11 with "not a digit" last) as the ten digits' probabilities.
-
-    With the extra class, the digits' share is renormalised to sum to one: the
-    answer to "which digit, if it is one".
-    """
-    outputs = np.asarray(outputs, dtype=np.float32)
-    if outputs.shape[-1] == NUM_CLASSES:
-        return outputs
-    digits = outputs[..., :NUM_CLASSES]
-    return digits / np.maximum(digits.sum(axis=-1, keepdims=True), np.finfo(np.float32).tiny)
 
 
 def cross_entropy(labels: np.ndarray, probabilities: np.ndarray) -> float:

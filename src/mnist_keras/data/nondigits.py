@@ -1,4 +1,4 @@
-"""'That's not a digit': synthetic non-digits to train on, and the decision `is_digit`.
+"""'That's not a digit': synthetic non-digits to train on.
 
 `synthetic_negatives(count, seed)` draws things that are not one handwritten
 digit — letters and symbols that do not look like digits, scribbles, noise,
@@ -7,10 +7,10 @@ the form the model sees them: drawn on a larger canvas and passed through
 `images.mnist_style`, exactly like a user's image file, or (for the patterns a
 client can send as raw pixels) as a 28×28 field as it is.
 
-`is_digit(image, outputs)` decides from one model output row (10 or 11 values)
-and the 28×28 input itself. The held-out negatives used to measure it live in
-`mnist_keras.handwriting` and share no glyphs, fonts or shape generators with
-this module's training generator.
+The decision itself, `is_digit`, lives in `mnist_keras.inference.decision`. The
+held-out negatives used to measure it live in `mnist_keras.evaluation.handwriting`
+and share no glyphs, fonts or shape generators with this module's training
+generator.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from scipy import ndimage
 
-from mnist_keras.constants import IMAGE_SIDE, NUM_CLASSES, PIXEL_MAX
-from mnist_keras.images import ImageError, mnist_style
+from mnist_keras.constants import IMAGE_SIDE, PIXEL_MAX
+from mnist_keras.inference.images import ImageError, mnist_style
 
 # ---------------------------------------------------------------- what we draw
 
@@ -301,12 +301,12 @@ def cache_path(count: int, seed: int) -> Path | None:
     """Where a set is cached; None when caching is off (MNIST_KERAS_NONDIGIT_CACHE=0)."""
     if os.environ.get(CACHE_SWITCH, "1") == "0":
         return None
-    import mnist_keras.images
+    import mnist_keras.inference.images
 
     source = hashlib.sha256()
-    for module_file in (__file__, mnist_keras.images.__file__):
+    for module_file in (__file__, mnist_keras.inference.images.__file__):
         source.update(Path(module_file).read_bytes())
-    from mnist_keras.data import default_cache_dir
+    from mnist_keras.data.mnist import default_cache_dir
 
     return default_cache_dir() / "nondigit" / f"{source.hexdigest()[:16]}-{seed}-{count}.npy"
 
@@ -321,40 +321,3 @@ def draw_negatives(count: int, seed: int) -> np.ndarray:
         image = as_model_input(GENERATORS[kind](rng), kind, rng)
         out[index] = np.rint(np.clip(image, 0.0, 1.0) * PIXEL_MAX).astype(np.uint8)
     return out
-
-
-# ---------------------------------------------------------------- the decision
-
-# With an 11th "not a digit" output: refuse when it reaches this probability. Chosen on
-# `benchmarks/handwriting.py` (cnn recipe network, seed 1; real digits: optdigits files,
-# faint 28x28, re-drawn, photos and MNIST test pooled, 11,594 images; 2,000 held-out
-# non-digits). The recipe of 2026-11-30 (slant, strokes, EMA 0.999): at 0.5, 98.96% of
-# digits kept and 93.55% of non-digits refused; at 0.6, 99.53% and 90.85%; at 0.7,
-# 99.73% and 86.65% (the recipe before it: 98.53/95.0, 99.16/92.2, 99.50/88.6). 0.6 keeps
-# both targets (98% / 90%) with room on the side users meet most, their own digits, which
-# real handwriting from outside MNIST needs (optdigits: 98.83% kept at 0.6).
-NOT_DIGIT_THRESHOLD = 0.6
-# With 10 outputs (the seed MLP): refuse when the top probability is below this.
-MIN_CONFIDENCE = 0.5
-# Image rules, cheap and independent of the model. MNIST's digits cover at most
-# this share of the field with ink above INK_LEVEL (flat grey covers all of it),
-# and keep the outer ring nearly black.
-INK_LEVEL = 0.1
-MAX_INK_COVERAGE = 0.5
-
-
-def ink_coverage(image: np.ndarray) -> float:
-    return float((np.asarray(image) > INK_LEVEL).mean())
-
-
-def is_digit(image: np.ndarray, outputs: np.ndarray) -> bool:
-    """Whether a 28×28 input (float in [0, 1], ink = 1) and the model's output row show one handwritten digit."""
-    image = np.asarray(image, dtype=np.float64).reshape(IMAGE_SIDE, IMAGE_SIDE)
-    outputs = np.asarray(outputs, dtype=np.float64).ravel()
-    if ink_coverage(image) > MAX_INK_COVERAGE:
-        return False
-    if outputs.size == NUM_CLASSES + 1:
-        return bool(outputs[NUM_CLASSES] < NOT_DIGIT_THRESHOLD)
-    if outputs.size != NUM_CLASSES:
-        raise ValueError(f"expected {NUM_CLASSES} or {NUM_CLASSES + 1} outputs, got {outputs.size}")
-    return bool(outputs.max() >= MIN_CONFIDENCE)

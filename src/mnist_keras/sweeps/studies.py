@@ -16,8 +16,8 @@ from typing import Any
 from mnist_keras.config import Config
 from mnist_keras.errors import UserError
 from mnist_keras.rundir import write_json_atomic, write_text_atomic
-from mnist_keras.space import Dimension, Space
-from mnist_keras.sweep import SweepResult
+from mnist_keras.sweeps.space import Dimension, Space
+from mnist_keras.sweeps.tune import SweepResult
 
 SEEDS_JSON = "seeds.json"
 SEEDS_MD = "seeds.md"

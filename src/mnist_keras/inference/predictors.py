@@ -5,7 +5,7 @@ ONNX Runtime on the run's `model.onnx` (exported at the end of training, or by
 `mnist-keras export`) when it is there, current and ONNX Runtime is
 installed; else the Keras model itself. Both take float32 N×784 pixels in
 [0, 1] and return the model's float32 outputs (N×10, or N×11 when the recipe
-has the "not a digit" class); they agree within mnist_keras.export.TOLERANCE.
+has the "not a digit" class); they agree within mnist_keras.inference.export.TOLERANCE.
 Nothing here writes: a run directory is read as it is found.
 
 `predict_images` and `read_image_files` turn outputs into the records
@@ -25,9 +25,8 @@ import numpy as np
 
 from mnist_keras.constants import IMAGE_SIDE, NUM_PIXELS
 from mnist_keras.errors import UserError
-from mnist_keras.evaluate import digit_probabilities
-from mnist_keras.images import ImageError, preprocess_image_file
-from mnist_keras.nondigit import is_digit
+from mnist_keras.inference.decision import digit_probabilities, is_digit
+from mnist_keras.inference.images import ImageError, preprocess_image_file
 from mnist_keras.rundir import MODEL_FILE, ONNX_FILE, check_run_dir
 
 # Probabilities are rounded in JSON records; 6 decimals keep every digit that float32 can tell apart near 1.

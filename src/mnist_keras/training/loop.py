@@ -3,8 +3,8 @@
 `fit` reads top to bottom: for each epoch, the batches (a permutation fixed by
 the recipe's seed and the epoch number, the same on every backend), one
 compiled pass over them, validation, the epoch's history row, the divergence
-guard, the stopping rules, the checkpoint. Its state is one typed record
-(`mnist_keras.state.TrainingState`); early stopping with best-weight restore
+guard, the stopping rules, the checkpoint (one `Checkpointer` argument). Its state is one typed record
+(`mnist_keras.training.state.TrainingState`); early stopping with best-weight restore
 and learning-rate halving on plateaus are plain functions of that record, with
 the semantics of Keras's EarlyStopping and ReduceLROnPlateau callbacks the
 seed used. A one-cycle recipe's learning rate is a schedule inside the
@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections.abc import Callable
+from typing import Protocol
 
 import keras
 import numpy as np
@@ -34,7 +34,7 @@ import numpy as np
 from mnist_keras.config import Config
 from mnist_keras.constants import NUM_CLASSES
 from mnist_keras.errors import TrainingDiverged
-from mnist_keras.state import TrainingState
+from mnist_keras.training.state import TrainingState
 
 Arrays = tuple[np.ndarray, np.ndarray]
 # An epoch's mean loss this far above chance (ln 10 ≈ 2.30) means the run has
@@ -46,7 +46,14 @@ PLATEAU_MIN_DELTA = 1e-4
 # per-call overhead negligible, small enough that a convnet's activations stay small.
 EVALUATION_CHUNK = 2048
 
-EpochEnd = Callable[[TrainingState, keras.Model], None]
+
+
+class Checkpointer(Protocol):
+    """What `fit` calls to resume and to checkpoint: `mnist_keras.training.checkpoint.Checkpointer`."""
+
+    def restore(self, model: keras.Model, augmenter: keras.Model | None) -> TrainingState | None: ...
+
+    def save(self, state: TrainingState, model: keras.Model, augmenter: keras.Model | None) -> None: ...
 
 
 # ---------------------------------------------------------------- the loop
@@ -57,22 +64,24 @@ def fit(
     config: Config,
     train: Arrays,
     validation: Arrays | None,
-    state: TrainingState | None = None,
-    on_epoch_end: EpochEnd | None = None,
+    *,
+    checkpointer: Checkpointer | None = None,
     verbose: int = 0,
     augmenter: keras.Model | None = None,
 ) -> TrainingState:
     """Train a compiled `model` on `train` for the recipe's epochs; return the final state.
 
-    The model's training state must be built first (`build_training_state`, then
-    a checkpoint's variables restored if resuming). Starts from `state` (the
-    checkpoint's record) or from scratch. After every epoch
-    `on_epoch_end(state, model)` runs (the checkpoint); a diverged epoch raises
-    TrainingDiverged before it. `augmenter` (random image layers, N×784 in and
-    out) transforms each training batch inside the compiled step. At the end, the best epoch's weights are
-    restored (when early stopping is on) and averaged weights swapped in (when
-    the recipe averages them).
+    `fit` builds the model's training state itself (optimizer, loss and metric
+    variables), then asks `checkpointer` for the latest checkpoint of this
+    recipe and, if there is one, continues from it; after every epoch it hands
+    the checkpointer the new state to save. A diverged epoch raises
+    TrainingDiverged before its checkpoint. `augmenter` (random image layers,
+    N×784 in and out) transforms each training batch inside the compiled step.
+    At the end, the best epoch's weights are restored (when early stopping is
+    on) and averaged weights swapped in (when the recipe averages them).
     """
+    build_training_state(model, (train[0][: config.batch_size], train[1][: config.batch_size]))
+    state = checkpointer.restore(model, augmenter) if checkpointer is not None else None
     engine = make_engine(model, train, validation, config.batch_size, augmenter)
     state = state if state is not None else TrainingState(learning_rate=current_learning_rate(model))
     set_learning_rate(model, config, state.learning_rate)
@@ -100,8 +109,8 @@ def fit(
         if progress is not None:
             progress.update(steps, values=[(key, value) for key, value in row.items() if key not in ("epoch", "seconds")],
                             finalize=True)
-        if on_epoch_end is not None:
-            on_epoch_end(state, model)
+        if checkpointer is not None:
+            checkpointer.save(state, model, augmenter)
     finish(model, state)
     return state
 
@@ -214,7 +223,8 @@ def build_training_state(model: keras.Model, sample: Arrays) -> None:
     model.compute_loss(x, y, predictions)
     model.compute_metrics(x, y, predictions, sample_weight=None)
     model.reset_metrics()
-    model.optimizer.build(model.trainable_variables)
+    if not model.optimizer.built:  # built once: a second build would make fresh optimizer variables
+        model.optimizer.build(model.trainable_variables)
 
 
 def metric_values(model: keras.Model) -> dict[str, float]:
@@ -326,7 +336,7 @@ def enable_compilation_cache() -> None:
     """
     import jax
 
-    from mnist_keras.data import default_cache_dir
+    from mnist_keras.data.mnist import default_cache_dir
 
     # Compilations shorter than this are not worth a disk write.
     minimum_seconds = 0.5

@@ -14,10 +14,12 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from mnist_keras import checkpoint, environment, evaluate, report
+from mnist_keras import environment
 from mnist_keras.config import Config
-from mnist_keras.data import Mnist
+from mnist_keras.data.mnist import Mnist
 from mnist_keras.errors import RunDirectoryError, TrainingDiverged, TrainingInterrupted, UserError
+from mnist_keras.evaluation import metrics as evaluate
+from mnist_keras.reporting import run_report
 from mnist_keras.rundir import (
     CONFIG_FILE,
     HISTORY_FILE,
@@ -29,7 +31,9 @@ from mnist_keras.rundir import (
     write_json_atomic,
     write_text_atomic,
 )
-from mnist_keras.train import EpochHook, Trained, train
+from mnist_keras.training import checkpoint
+from mnist_keras.training.checkpoint import Checkpointer
+from mnist_keras.training.train import Trained, train
 
 # What the ONNX export needs; without them a run is served by Keras.
 EXPORTER_MODULES = ("tensorflow", "tf2onnx", "onnx", "onnxruntime")
@@ -42,29 +46,32 @@ def train_run(
     *,
     verbose: int | None = None,
     resume: bool = True,
-    on_epoch: EpochHook | None = None,
+    checkpointer: Checkpointer | None = None,
     export_onnx: bool = True,
     recipe_name: str | None = None,
 ) -> dict[str, Any]:
     """Train `config` on `mnist` into the run directory `run_dir`; return metrics.json's contents.
 
     An interrupted run of the same recipe at `run_dir` resumes from its last
-    checkpoint unless `resume` is False. `on_epoch(state, checkpoint_dir)` is
-    called after each epoch's checkpoint is committed in `checkpoint_dir` (its
-    latest.json and the files it names); copying such a directory's files to
-    `checkpoint.checkpoint_dir(staging_path(run_dir))` before calling `train_run`
-    resumes from that epoch. `model.onnx` is exported when the exporter is
-    installed and `export_onnx` is true. Any run already at `run_dir` is replaced.
+    checkpoint unless `resume` is False. Checkpoints are kept by `checkpointer`,
+    by default `Checkpointer.for_run(run_dir, config)`; a sweep passes one of its
+    own (built the same way) that also reports each checkpoint to Ray Tune.
+    Copying a checkpoint directory's files to `run_checkpoint_dir(run_dir)` before
+    calling `train_run` resumes from that epoch. `model.onnx` is exported when
+    the exporter is installed and `export_onnx` is true. Any run already at
+    `run_dir` is replaced.
     """
     run_dir = Path(run_dir)
     staging = staging_path(run_dir)
-    checkpoints = checkpoint.checkpoint_dir(staging)
-    record = checkpoint.read_latest(checkpoints) if resume else None
-    if record is None or record["recipe"] != config.to_dict():
+    checkpointer = checkpointer if checkpointer is not None else Checkpointer.for_run(run_dir, config)
+    if checkpointer.directory != checkpoint.run_checkpoint_dir(run_dir):
+        raise ValueError(f"the checkpointer of {run_dir} must keep its checkpoints in "
+                         f"{checkpoint.run_checkpoint_dir(run_dir)}, not {checkpointer.directory}")
+    if not resume or checkpointer.latest() is None:
         shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True, exist_ok=True)
     try:
-        trained = train(config, mnist, checkpoints, on_epoch, verbose)
+        trained = train(config, mnist, checkpointer, verbose)
     except BaseException as error:
         raise training_failure(error, run_dir) from None
     try:
@@ -83,7 +90,7 @@ def train_run(
 def training_failure(error: BaseException, run_dir: Path) -> BaseException:
     """The error to report for a training that did not finish; staging is dropped if it kept nothing."""
     staging = staging_path(run_dir)
-    kept = checkpoint.read_latest(checkpoint.checkpoint_dir(staging))
+    kept = checkpoint.read_latest(checkpoint.run_checkpoint_dir(run_dir))
     if kept is None:
         shutil.rmtree(staging, ignore_errors=True)
     if isinstance(error, KeyboardInterrupt):
@@ -134,12 +141,12 @@ def write_run(
     metrics["handwriting_accuracy"] = evaluate.handwriting_accuracy(model)
     write_json_atomic(directory / METRICS_FILE, metrics)
     if export_onnx and exporter_installed():
-        from mnist_keras.export import export_run
+        from mnist_keras.inference.export import export_run
 
         try:
             export_run(directory, "onnx")
         except UserError as error:
             raise RunDirectoryError(f"the ONNX export failed ({error})") from None
     # Written inside the staging directory, so no run is ever published without its report.
-    report.build_report(directory, mnist, probabilities)
+    run_report.build_report(directory, mnist, probabilities)
     return metrics

@@ -32,7 +32,7 @@ from typing import Any
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from mnist_keras.metrics import MULTIPROCESS_DIR_VARIABLE, multiprocess_dir
+from mnist_keras.serving.metrics import MULTIPROCESS_DIR_VARIABLE, multiprocess_dir
 
 RUN_VARIABLE = "MNIST_KERAS_SERVE_RUN"
 TOKEN_VARIABLE = "MNIST_KERAS_API_TOKEN"
@@ -42,7 +42,7 @@ DEFAULT_REQUEST_TIMEOUT = 10.0  # seconds for a whole request (headers and body)
 DEFAULT_IDLE_TIMEOUT = 5.0  # seconds a connection may stay silent before (or between) requests
 DEFAULT_GRACEFUL_TIMEOUT = 30.0  # seconds to finish accepted requests after SIGTERM
 
-logger = logging.getLogger("mnist_keras.server")
+logger = logging.getLogger("mnist_keras.serving.server")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,7 +111,7 @@ def log_config(access_log: str) -> dict[str, Any]:
     from uvicorn.config import LOGGING_CONFIG
 
     config = json.loads(json.dumps(LOGGING_CONFIG))  # a deep copy
-    config["formatters"]["json"] = {"()": "mnist_keras.metrics.JsonLines"}
+    config["formatters"]["json"] = {"()": "mnist_keras.serving.metrics.JsonLines"}
     config["handlers"]["json"] = {"formatter": "json", "class": "logging.StreamHandler", "stream": "ext://sys.stdout"}
     config["loggers"]["mnist_keras"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
     config["loggers"]["mnist_keras.access"] = {"handlers": ["json"], "level": "INFO", "propagate": False}
@@ -123,7 +123,7 @@ def log_config(access_log: str) -> dict[str, Any]:
 
 def app_from_environment() -> Any:
     """The app for one worker process: the run, token and log format come from the environment."""
-    from mnist_keras.serve import create_app
+    from mnist_keras.serving.app import create_app
 
     return create_app(os.environ[RUN_VARIABLE], api_token=os.environ.get(TOKEN_VARIABLE) or None,
                       json_access_log=os.environ.get(ACCESS_LOG_VARIABLE) == "json")
@@ -146,7 +146,7 @@ def run(settings: ServerSettings) -> None:
     previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         uvicorn.run(
-            "mnist_keras.server:app_from_environment",
+            "mnist_keras.serving.server:app_from_environment",
             factory=True,
             host=settings.host,
             port=settings.port,

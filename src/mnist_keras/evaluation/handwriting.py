@@ -6,7 +6,7 @@
 - `faint_user_digits`: "users' own 28×28 digits": MNIST test digits thinned,
   moved off-centre and shrunk a little, their ink peaking near grey 140/255.
 - `heldout_negatives`: non-digits drawn by code that shares nothing with the
-  training generator in `mnist_keras.nondigit` (other fonts, glyphs drawn as
+  training generator in `mnist_keras.data.nondigits` (other fonts, glyphs drawn as
   jittered pen strokes, spirals and zigzags, value noise, drawn stripes), so
   the rate of "not a digit" measured on them estimates generalisation.
 - `handwriting_accuracy(predict_fn)`: accuracy on the optdigits files read by
@@ -67,7 +67,7 @@ def write_optdigits(directory: str | Path, polarities: Sequence[str] = POLARITIE
 
 def read_files(paths: Sequence[Path]) -> tuple[np.ndarray, np.ndarray]:
     """Model inputs (N, 28, 28) for the files `mnist-keras predict` can read, and a mask of which could."""
-    from mnist_keras.images import ImageError, preprocess_image_file
+    from mnist_keras.inference.images import ImageError, preprocess_image_file
 
     inputs = np.zeros((len(paths), IMAGE_SIDE, IMAGE_SIDE), dtype=np.float32)
     readable = np.zeros(len(paths), dtype=bool)
@@ -89,7 +89,7 @@ def handwriting_accuracy(predict_fn: PredictFn) -> float:
     `predict_fn` maps float32 (N, 784) pixels in [0, 1] to model outputs (N, 10
     or 11); an unreadable file counts as wrong.
     """
-    from mnist_keras.evaluate import digit_probabilities
+    from mnist_keras.inference.decision import digit_probabilities
 
     inputs, readable, labels = optdigits_inputs()
     outputs = np.asarray(predict_fn(inputs.reshape(-1, NUM_PIXELS)))
@@ -123,11 +123,11 @@ def optdigits_inputs() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def optdigits_cache_path() -> Path:
-    import mnist_keras.images
-    from mnist_keras.data import default_cache_dir
+    import mnist_keras.inference.images
+    from mnist_keras.data.mnist import default_cache_dir
 
     source = hashlib.sha256()
-    for module_file in (__file__, mnist_keras.images.__file__):
+    for module_file in (__file__, mnist_keras.inference.images.__file__):
         source.update(Path(module_file).read_bytes())
     return default_cache_dir() / "handwriting" / f"optdigits-{source.hexdigest()[:16]}.npz"
 
@@ -193,7 +193,7 @@ MNIST_STROKE_FRACTION = 2.79 / 20
 
 def place_digit(digit: np.ndarray, side: int, rng: np.random.Generator) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     """An MNIST digit as ink coverage in [0, 1] on a side×side field, and its box (top, left, bottom, right)."""
-    from mnist_keras.redraw import crop
+    from mnist_keras.evaluation.redraw import crop
 
     ink = crop(np.asarray(digit, dtype=np.float64) / PIXEL_MAX)
     margin = side // 8
@@ -416,7 +416,7 @@ def heldout_negative(kind: str, rng: np.random.Generator) -> Negative:
 
 
 def font_path(name: str) -> Path:
-    from mnist_keras.nondigit import font_directory
+    from mnist_keras.data.nondigits import font_directory
 
     return font_directory() / name
 
@@ -455,7 +455,7 @@ def negative_inputs(negatives: Sequence[Negative], directory: str | Path) -> tup
 
 def is_digit_rates(inputs: np.ndarray, outputs: np.ndarray, readable: np.ndarray | None = None) -> np.ndarray:
     """`nondigit.is_digit` for each input and output row; unreadable inputs are False (refused)."""
-    from mnist_keras.nondigit import is_digit
+    from mnist_keras.inference.decision import is_digit
 
     decisions = np.array([is_digit(image, row) for image, row in zip(inputs, outputs)], dtype=bool)
     return decisions if readable is None else decisions & readable
