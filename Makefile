@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install install-test install-bench train test seeds notebook notebook-beyond bench bench-tta
+.PHONY: install install-test install-bench train test test-full test-all seeds notebook notebook-beyond bench bench-tta
 
 install: $(VENV)/.installed
 
@@ -33,7 +33,17 @@ $(VENV)/.installed-bench: $(VENV)/.installed
 train: install
 	$(BIN)/mnist-keras train --out runs/latest --overwrite
 
+# The fast lane: every unit and integration test on small data the tests make (a few minutes).
 test: install-test
+	$(BIN)/python -m pytest -m "not slow and not real_data"
+
+# The full lane: what `make test` leaves out (real MNIST, notebooks, kill-and-resume, the browser,
+# sweeps, load). .ci/run runs it after `make test`, so CI runs every test once.
+test-full: install-test
+	$(BIN)/python -m pytest -m "slow or real_data"
+
+# Both lanes in one pytest run.
+test-all: install-test
 	$(BIN)/python -m pytest
 
 $(VENV)/.installed-sweep: $(VENV)/.installed

@@ -46,6 +46,7 @@ def installed_backends() -> list:
             for name, module in BACKEND_MODULES.items() if name != "numpy"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", installed_backends())
 def test_backend_flag_trains_on_that_backend(tmp_path, backend):
     recipe = tmp_path / "recipe.json"
@@ -58,6 +59,7 @@ def test_backend_flag_trains_on_that_backend(tmp_path, backend):
     assert len(read_history(tmp_path / "run")) == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family, expected", list(FAMILY_BACKENDS.items()))
 def test_each_model_family_trains_on_its_fastest_backend_by_default(tmp_path, family, expected):
     recipe = tmp_path / "recipe.json"
@@ -74,6 +76,27 @@ def test_each_model_family_trains_on_its_fastest_backend_by_default(tmp_path, fa
                                   {"KERAS_BACKEND": other})
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads((run_dir / "config.json").read_text())["backend"] == other
+
+
+@pytest.mark.parametrize("family, expected", list(FAMILY_BACKENDS.items()))
+def test_the_cli_plans_each_family_on_its_fastest_backend_and_the_environment_wins(tmp_path, monkeypatch, family,
+                                                                                   expected):
+    """The fast sibling of the training tests above: the CLI's choice, without training in a child process."""
+    from mnist_keras import cli
+    from mnist_keras.backends import chosen_backend
+
+    recipe = tmp_path / "recipe.json"
+    recipe.write_text(json.dumps({**TINY_RECIPE.to_dict(), "model": family, "conv_filters": [4],
+                                  "conv_kernels": [3], "conv_strides": [1], "conv_pooling": [True],
+                                  "conv_batch_norm": [False]}))
+    plan = cli.plan_training(cli.build_parser().parse_args(["train", "--config", str(recipe)]))
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    assert chosen_backend(plan.backend, plan.config.model) == expected
+    other = "jax" if expected == "tensorflow" else "tensorflow"
+    monkeypatch.setenv("KERAS_BACKEND", other)
+    assert chosen_backend(plan.backend, plan.config.model) == other
+    flagged = cli.plan_training(cli.build_parser().parse_args(["train", "--config", str(recipe), "--backend", "numpy"]))
+    assert chosen_backend(flagged.backend, flagged.config.model) == "numpy", "--backend wins over $KERAS_BACKEND"
 
 
 def test_unknown_or_missing_backend_is_one_line(tmp_path):

@@ -32,6 +32,7 @@ def load_script():
     return module
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("payload", "workers"), [("png", 1), ("mixed", 2)])
 def test_sixteen_clients_get_every_answer_right_and_memory_stays_flat(load_script, tiny_run, tmp_path, capsys,
                                                                       payload, workers):

@@ -80,6 +80,7 @@ def latest_record(run_dir: Path) -> dict | None:
     return read_latest(run_checkpoint_dir(run_dir))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["jax", "tensorflow"])
 def test_sigkill_then_resume_computes_exactly_what_an_uninterrupted_run_does(tmp_path, backend):
     """Optimizer moments, learning rate, dropout and augmentation RNG and batch order all come back as they were."""
@@ -116,6 +117,22 @@ def interrupt_after(stop_epoch: int):
             raise KeyboardInterrupt
 
     return hook
+
+
+def test_resuming_in_process_computes_exactly_what_an_uninterrupted_run_does(tmp_path):
+    """The fast sibling of the SIGKILL test: stopped after epoch 3 (its checkpoint committed), then resumed."""
+    recipe = dataclasses.replace(RECIPE, epochs=5, **CHILD_AUGMENTATION)
+    whole = train_run(recipe, synthetic_mnist(), tmp_path / "whole", verbose=0, export_onnx=False)
+    run_dir = tmp_path / "run"
+    with pytest.raises(TrainingInterrupted):
+        train_run(recipe, synthetic_mnist(), run_dir, verbose=0, export_onnx=False,
+                  checkpointer=calling(interrupt_after(3), run_dir, recipe))
+    seen = []
+    resumed = train_run(recipe, synthetic_mnist(), run_dir, verbose=0, export_onnx=False,
+                        checkpointer=calling(lambda state: seen.append(state.epoch), run_dir, recipe))
+    assert seen == [4, 5]
+    assert [row["loss"] for row in read_history(run_dir)] == [row["loss"] for row in read_history(tmp_path / "whole")]
+    assert resumed["test_loss"] == whole["test_loss"]
 
 
 def test_ctrl_c_stops_cleanly_and_resume_flag_finishes(tmp_path, monkeypatch, capsys):

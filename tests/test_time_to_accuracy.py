@@ -89,8 +89,6 @@ def test_the_table_lists_unavailable_rows_and_the_figure_draws_every_row():
     assert len(figure.axes[0].lines) == len(rows) + len(results["targets"])
 
 
-@pytest.mark.real_data
-@pytest.mark.slow
 def test_row_seeds_override_the_seeds_of_one_row_and_refuse_unknown_rows(capsys):
     options = tta.parse_arguments(["--seeds", "1", "2", "3", "--row-seeds", "cnn=4,5", "pytorch_mnist=7"])
     assert options.seeds == [1, 2, 3] and options.row_seeds == {"cnn": [4, 5], "pytorch_mnist": [7]}
@@ -102,6 +100,8 @@ def test_row_seeds_override_the_seeds_of_one_row_and_refuse_unknown_rows(capsys)
         assert bad.partition("=")[0] in capsys.readouterr().err
 
 
+@pytest.mark.real_data
+@pytest.mark.slow
 def test_quick_mode_writes_every_field(tmp_path, real_mnist):
     completed = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--out", str(tmp_path)],
                                capture_output=True, text=True)

@@ -43,6 +43,11 @@ def default_backend(family: str | None) -> str:
     return FAMILY_BACKENDS.get(family or "mlp", DEFAULT_BACKEND)
 
 
+def chosen_backend(name: str | None = None, family: str | None = None) -> str:
+    """`name` (from --backend) if given, else $KERAS_BACKEND, else the model family's default."""
+    return name or requested_backend() or default_backend(family)
+
+
 def keras_loaded_backend() -> str | None:
     """The backend Keras was imported with, or None if Keras is not imported yet."""
     keras = sys.modules.get("keras")
@@ -58,7 +63,7 @@ def select_backend(name: str | None = None, family: str | None = None) -> str:
     default. Raises UserError for an unknown or uninstalled backend, or when
     Keras is already loaded with another one.
     """
-    chosen = name or requested_backend() or default_backend(family)
+    chosen = chosen_backend(name, family)
     if chosen not in KNOWN_BACKENDS:
         raise UserError(f"unknown Keras backend {chosen!r}; choose one of {', '.join(KNOWN_BACKENDS)}")
     if importlib.util.find_spec(BACKEND_MODULES[chosen]) is None:
