@@ -1,4 +1,4 @@
-"""What the benchmark scripts share: child processes that report JSON lines, a loopback port, the machine line, results files.
+"""What the benchmark scripts share: children that report JSON lines, a free port, the machine line, results files.
 
 A measurement that needs its own Keras backend or its own peak memory runs in
 a child process, which prints one JSON object per line (`emit`); the parent
