@@ -15,30 +15,31 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib.util
-import json
-import os
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+import harness
+
 BENCHMARKS = Path(__file__).resolve().parent
-DEFAULT_OUT = BENCHMARKS / "results"
+DEFAULT_OUT = harness.RESULTS_DIR
 FULL_EPOCHS = 6  # seconds per epoch is the median of epochs 2..6: epoch 1 carries compilation
 QUICK_EPOCHS = 2
 QUICK_TRAIN_IMAGES = 3_000
 QUICK_TEST_IMAGES = 1_000
 FAST_RECIPE_SEEDS = (1, 2, 3, 4, 5)
-SEED_TEST_ACCURACY = 0.9843  # the seed notebook's published test accuracy
 GEMM_SIDE = 2048  # a square float32 product large enough to run at the BLAS's peak
 GEMM_REPEATS = 20
 THROUGHPUT_REPEATS = 7
 SINGLE_IMAGE_CALLS = {"keras predict": 50, "keras call": 300, "keras predict_on_batch": 1000, "onnxruntime": 5000}
 PERCENTILES = (50, 99)
+# One worker's limit: a convnet epoch on JAX on a slow 2-core CPU takes minutes (over 200 s), and the
+# cnn family rows train three epochs; a worker still running after this is stuck, not slow.
+WORKER_TIMEOUT_SECONDS = 2 * 3600
 
 # (row name, worker, KERAS_BACKEND or None): the training rows, in the table's order.
 TRAINING_ROWS = (
@@ -229,18 +230,13 @@ def worker_inference(options: argparse.Namespace) -> dict[str, Any]:
 def worker_fast_recipe(options: argparse.Namespace) -> dict[str, Any]:
     """The "fast" recipe on each seed: test accuracy and training seconds (compilation included)."""
     from mnist_keras.recipes import FAST
-    from mnist_keras.training.run import train_run
 
     mnist = load_data(options.quick)
     seeds = FAST_RECIPE_SEEDS[:1] if options.quick else FAST_RECIPE_SEEDS
     config = dataclasses.replace(FAST, epochs=QUICK_EPOCHS) if options.quick else FAST
-    runs = []
-    for seed in seeds:
-        with tempfile.TemporaryDirectory() as directory:
-            metrics = train_run(dataclasses.replace(config, seed=seed), mnist, Path(directory) / "run", verbose=0,
-                                export_onnx=False)
-        runs.append({"seed": seed, "test_accuracy": metrics["test_accuracy"], "train_seconds": metrics["train_seconds"],
-                     "epochs_trained": metrics["epochs_trained"]})
+    runs = [{"seed": seed, "test_accuracy": metrics["test_accuracy"], "train_seconds": metrics["train_seconds"],
+             "epochs_trained": metrics["epochs_trained"]}
+            for seed, metrics in harness.train_on_seeds(config, mnist, seeds)]
     return {"recipe": config.to_dict(), "runs": runs}
 
 
@@ -259,29 +255,22 @@ def run_worker(options: argparse.Namespace) -> None:
     sys.path.insert(0, str(BENCHMARKS))
     result = WORKERS[options.worker](options)
     result["peak_memory_mb"] = peak_memory_megabytes()
-    # Other work on the machine slows every row; the 1-minute load average shows how much there was.
-    result["load_average"] = os.getloadavg()[0]
-    print(json.dumps(result))
+    result["load_average"] = harness.load_average()
+    harness.emit(result)
 
 
 # ------------------------------------------------------------------ the parent: run, compare, report
 
 
 def call_worker(worker: str, backend: str | None, options: argparse.Namespace, run: Path) -> dict[str, Any]:
-    """Run one worker in a fresh process; its last stdout line is its JSON result."""
-    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    if backend:
-        environment["KERAS_BACKEND"] = backend
+    """Run one worker in a fresh process on `backend`; its last JSON line is its result."""
     epochs = getattr(options, "worker_epochs", None) or options.epochs
     command = [sys.executable, str(Path(__file__).resolve()), "--worker", worker, "--epochs", str(epochs),
                "--run", str(run)] + (["--quick"] if options.quick else [])
     if getattr(options, "family", None):
         command += ["--family", options.family]
-    result = subprocess.run(command, env=environment, capture_output=True, text=True)
-    if result.returncode != 0:
-        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        raise RuntimeError(f"benchmark worker {worker} ({backend}) failed: {last}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return harness.run_json(command, f"benchmark worker {worker} ({backend})", timeout=WORKER_TIMEOUT_SECONDS,
+                            env=harness.child_environment(backend))
 
 
 def module_installed(name: str) -> bool:
@@ -391,7 +380,7 @@ def benchmark(options: argparse.Namespace) -> dict[str, Any]:
         "fast_recipe": {"recipe": fast["recipe"], "runs": fast["runs"], "mean_test_accuracy": statistics.mean(accuracies),
                         "load_average": fast["load_average"],
                         "median_train_seconds": statistics.median(seconds), "max_train_seconds": max(seconds),
-                        "reaches_seed_accuracy": statistics.mean(accuracies) >= SEED_TEST_ACCURACY},
+                        "reaches_seed_accuracy": statistics.mean(accuracies) >= harness.SEED_TEST_ACCURACY},
     }
 
 
@@ -517,9 +506,7 @@ def families_only(options: argparse.Namespace) -> int:
              f"(load: 1-minute load average after each row: "
              + ", ".join(f"{row['family']}/{row['backend']} {row['load_average']:.1f}" for row in families
                          if "load_average" in row) + ")\n\n" + family_table(results) + "\n")
-    options.out.mkdir(parents=True, exist_ok=True)
-    (options.out / "families.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    (options.out / "families.md").write_text(table, encoding="utf-8")
+    harness.write_results(options.out, "families", results, table)
     print(table)
     return 0
 
@@ -532,10 +519,8 @@ def main(argv: list[str] | None = None) -> int:
     if options.families_only:
         return families_only(options)
     results = benchmark(options)
-    options.out.mkdir(parents=True, exist_ok=True)
     table = markdown_table(results)
-    (options.out / "bench.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    (options.out / "bench.md").write_text(table, encoding="utf-8")
+    harness.write_results(options.out, "bench", results, table)
     plot(results, options.out / "bench.png")
     print(table)
     return 0

@@ -6,7 +6,7 @@ Both arms run through the sweep engine (`mnist_keras.sweeps.tune`, Ray embedded)
 a grid over seeds 1 and 2, so Ray's start-up and each trial's compilation are
 counted the way a user pays them. Prints the wall-clock seconds of each arm
 and the ratio sequential / concurrent: above 1, concurrent trials finish the
-pair sooner and `sweep.DEFAULT_TRIALS_PER_NODE` should be raised. Measure on a
+pair sooner and `mnist_keras.sweeps.tune.DEFAULT_TRIALS_PER_NODE` should be raised. Measure on a
 quiet machine; the smoke run (`--epochs 1 --limit 2000`) only proves it works.
 """
 

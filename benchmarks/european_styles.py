@@ -5,9 +5,10 @@
 MNIST's writers were American: their 1 is one stroke and their 7 is not
 crossed. Each style is drawn here as dark pen strokes on a 200×200 white
 canvas (pen 6-17 px, slant, a little jitter), saved as PNG and read by the same
-code as `mnist-keras predict` (`images.preprocess_image_file`, the run's model,
-`nondigit.is_digit`). Prints, per style, how many are read as the right digit,
-how many are kept as digits, and the wrong answers.
+code as `mnist-keras predict` (`mnist_keras.inference.images.preprocess_image_file`,
+the run's model, `mnist_keras.inference.decision.is_digit`). Prints, per style,
+how many are read as the right digit, how many are kept as digits, and the
+wrong answers.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
+import harness
 import numpy as np
 from PIL import Image, ImageDraw
 
@@ -67,10 +69,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed for the drawings (default 0)")
     args = parser.parse_args()
 
-    from mnist_keras.backends import select_backend
-    from mnist_keras.rundir import read_run_config
-
-    select_backend(family=read_run_config(Path(args.runs[0])).model)
+    harness.select_backend_for_run(args.runs[0])
 
     from mnist_keras.environment import machine_description
     from mnist_keras.inference.decision import digit_probabilities, is_digit

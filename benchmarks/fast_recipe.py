@@ -8,34 +8,38 @@ the fast recipe and to check the seed recipe's accuracy on the default path.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import statistics
 import sys
-import tempfile
-from pathlib import Path
+
+import harness
+
+from mnist_keras.recipes import RECIPES, get_recipe
 
 SEEDS = (1, 2, 3, 4, 5)
 
 
-def main(arguments: list[str]) -> None:
-    from mnist_keras.backends import select_backend
-    from mnist_keras.recipes import get_recipe
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recipe", default="fast", choices=sorted(RECIPES),
+                        help="named recipe to start from (default fast)")
+    parser.add_argument("overrides", nargs="*", metavar="JSON",
+                        help='a table of overrides per variant, e.g. \'{"epochs": 8}\' (default: the recipe as it is)')
+    args = parser.parse_args(argv)
 
-    recipe = get_recipe(arguments[1]) if arguments[:1] == ["--recipe"] else get_recipe("fast")
+    from mnist_keras.backends import select_backend
+
+    recipe = get_recipe(args.recipe)
     select_backend(None, recipe.model)
     from mnist_keras.data.mnist import load_mnist
-    from mnist_keras.training.run import train_run
 
-    arguments = arguments[2:] if arguments[:1] == ["--recipe"] else arguments
     mnist = load_mnist()
-    for overrides in arguments or ["{}"]:
+    for overrides in args.overrides or ["{}"]:
         config = dataclasses.replace(recipe, **json.loads(overrides))
         accuracies, seconds = [], []
-        for seed in SEEDS:
-            with tempfile.TemporaryDirectory() as directory:
-                metrics = train_run(dataclasses.replace(config, seed=seed), mnist, Path(directory) / "run",
-                                    verbose=0, export_onnx=False)
+        for seed, metrics in harness.train_on_seeds(config, mnist, SEEDS):
             accuracies.append(metrics["test_accuracy"])
             seconds.append(metrics["train_seconds"])
             print(f"  seed {seed}: {metrics['test_accuracy']:.4f} in {metrics['train_seconds']:.1f} s", flush=True)

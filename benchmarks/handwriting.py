@@ -3,30 +3,32 @@
     python benchmarks/handwriting.py RUN [RUN ...] [--count 2000] [--negatives 2000] [--seed 0] [--json FILE]
 
 Every image is read by the same code as `mnist-keras predict`: files through
-`images.preprocess_image_file`, the run's Keras model, then
-`evaluate.digit_probabilities` and `nondigit.is_digit`. Sets:
+`mnist_keras.inference.images.preprocess_image_file`, the run's Keras model, then
+`digit_probabilities` and `is_digit` from `mnist_keras.inference.decision`. Sets:
 
 - optdigits: scikit-learn's 1,797 8×8 digits upscaled to 64×64 PNG, dark on
   light and light on dark (3,594 files);
 - faint 28×28: MNIST test digits as users' own 28×28 drawings (thin, ink
   peaking at grey 140, off-centre), saved as PNG;
 - re-drawn: MNIST test digits re-drawn on paper by `mnist_keras.evaluation.redraw`;
-- photos: MNIST test digits photographed on paper (`handwriting.write_photos`:
-  a shadow, lined paper, coloured paper, a stray dot, a ruled line, in turn);
+- photos: MNIST test digits photographed on paper
+  (`mnist_keras.evaluation.handwriting.write_photos`: a shadow, lined paper,
+  coloured paper, a stray dot, a ruled line, in turn);
 - MNIST test: the test set through the image path (28×28 PNG files);
-- held-out negatives: `handwriting.heldout_negatives` (letters drawn as pen
-  strokes and in STIX / Computer Modern fonts, words, spirals, zigzags, loops,
-  noise, stripes, checkerboards, flat grey), files and raw pixels.
+- held-out negatives: `mnist_keras.evaluation.handwriting.heldout_negatives`
+  (letters drawn as pen strokes and in STIX / Computer Modern fonts, words,
+  spirals, zigzags, loops, noise, stripes, checkerboards, flat grey), files and
+  raw pixels.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
 
+import harness
 import numpy as np
 
 
@@ -41,10 +43,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="also save every input and model output to FILE (.npz, first run), to calibrate is_digit")
     args = parser.parse_args(argv)
 
-    from mnist_keras.backends import select_backend
-    from mnist_keras.rundir import read_run_config
-
-    select_backend(family=read_run_config(Path(args.runs[0])).model)
+    harness.select_backend_for_run(args.runs[0])
 
     from mnist_keras.data.mnist import load_mnist
     from mnist_keras.evaluation import handwriting
@@ -77,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.outputs and run == args.runs[0]:
             save_outputs(args.outputs, predictor, sets, negatives, negative_inputs, negative_readable)
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        harness.write_json(args.json, results)
     return 0
 
 

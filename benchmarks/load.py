@@ -30,8 +30,6 @@ import io
 import json
 import math
 import os
-import platform
-import socket
 import subprocess
 import sys
 import threading
@@ -42,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import harness
 import numpy as np
 from PIL import Image, ImageDraw
 
@@ -181,12 +180,6 @@ def record_problem(record: Any, expected: dict[str, Any]) -> str | None:
     if not np.allclose(record["probabilities"], expected["probabilities"], atol=PROBABILITY_TOLERANCE):
         return f"probabilities {record['probabilities']}, expected {expected['probabilities']}"
     return None
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def wait_until_up(url: str, server: subprocess.Popen | None) -> dict:
@@ -346,14 +339,13 @@ def run_load(url: str, clients: int, seconds: float, warm_up: float, payloads: l
         "memory_peak_mb": megabytes(watch.peak if watch else None),
         "memory_end_mb": megabytes(end_memory),
         "memory_growth_mb": megabytes(end_memory - start_memory) if watch else None,
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU, {platform.system()} {platform.release()}, "
-                   f"Python {platform.python_version()}",
+        "machine": harness.machine_line(python=True),
     }
 
 
 def start_server(run: str, workers: int) -> tuple[subprocess.Popen, str]:
     """`mnist-keras serve RUN --workers N` on a free loopback port: the process and its URL."""
-    port = free_port()
+    port = harness.free_port()
     source = str(Path(__file__).resolve().parents[1] / "src")
     python_path = os.pathsep.join(filter(None, [source, os.environ.get("PYTHONPATH")]))
     server = subprocess.Popen(
@@ -421,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print_results(results)
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        harness.write_json(args.json, results)
     return 0 if results["errors"] == 0 and results["wrong_answers"] == 0 else 1
 
 

@@ -12,14 +12,11 @@ and the accuracy compared with the model's on the same digits in MNIST form.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import sys
 import tempfile
 import time
-from pathlib import Path
 
+import harness
 import numpy as np
 
 
@@ -57,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
                       for index, style in enumerate(styles)},
         "unreadable_files": len(failed),
         "milliseconds_per_image": round(1000 * seconds / len(labels), 2),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU, Python {platform.python_version()}",
+        "machine": harness.machine_line(python=True),
     }
     print(f"digits            {results['digits']:,} from the MNIST test set")
     print(f"MNIST form        {results['mnist_form_accuracy']:.2%}")
@@ -68,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"unreadable files  {results['unreadable_files']}")
     print(f"time              {results['milliseconds_per_image']} ms per image (decode, preprocess, predict)")
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        harness.write_json(args.json, results)
     return 0
 
 

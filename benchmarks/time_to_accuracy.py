@@ -28,7 +28,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,19 +35,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import harness
+
 # The parent imports Keras (for the machine line): keep TensorFlow's start-up notices off the terminal.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 BENCHMARKS = Path(__file__).resolve().parent
 PEERS_DIR = BENCHMARKS / "peers"
-DEFAULT_OUT = BENCHMARKS / "results"
+DEFAULT_OUT = harness.RESULTS_DIR
 RESULT_STEM = "time_to_accuracy"
 RECIPES = ("seed", "fast", "cnn", "speedrun")
 DEFAULT_SEEDS = (1, 2, 3, 4, 5)
 # The peers train for minutes each (pytorch/examples' 14 epochs are the longest), so fewer seeds by default.
 DEFAULT_PEER_SEEDS = (1, 2, 3)
-SEED_TEST_ACCURACY = 0.9843  # the seed notebook's published test accuracy
-TARGETS = (SEED_TEST_ACCURACY, 0.99)
+TARGETS = (harness.SEED_TEST_ACCURACY, 0.99)
 QUICK_RECIPES = ("seed",)
 QUICK_PEERS = ("keras_mnist_convnet", "train_mnist_fast")
 QUICK_EPOCHS = 1
@@ -85,18 +85,6 @@ class Unavailable(Exception):
 # ------------------------------------------------------------------ running one seed of one row
 
 
-def child_environment(backend: str | None) -> dict[str, str]:
-    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    environment.pop("KERAS_BACKEND", None)  # each recipe runs on its own family's default backend
-    if backend:
-        environment["KERAS_BACKEND"] = backend
-    return environment
-
-
-def last_line(text: str) -> str:
-    return (text.strip().splitlines() or ["no output"])[-1]
-
-
 def cli_command() -> list[str]:
     """The `mnist-keras` console script installed beside this Python (the same environment)."""
     script = Path(sys.executable).with_name("mnist-keras")
@@ -115,12 +103,14 @@ def run_recipe(recipe: str, seed: int, quick: bool, keep: Path | None = None) ->
         if quick:
             # No warm-up: a recipe warming up over one epoch or more could not be cut to one epoch otherwise.
             command += ["--epochs", str(QUICK_EPOCHS), "--warmup-epochs", "0"]
-        result = subprocess.run(command, env=child_environment(None), capture_output=True, text=True,
-                                timeout=RUN_TIMEOUT_SECONDS)
-        if result.returncode == 2:  # a user error: for us, a recipe this checkout does not have
-            raise Unavailable(last_line(result.stderr))
-        if result.returncode != 0:
-            raise RuntimeError(f"recipe {recipe} (seed {seed}) failed: {last_line(result.stderr)}")
+        try:
+            # No KERAS_BACKEND: each recipe runs on its own family's default backend.
+            harness.run_child(command, f"recipe {recipe} (seed {seed})", timeout=RUN_TIMEOUT_SECONDS,
+                              env=harness.child_environment())
+        except harness.ChildFailed as failure:
+            if failure.returncode == 2:  # a user error: for us, a recipe this checkout does not have
+                raise Unavailable(failure.last_line) from None
+            raise
         metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
         with open(run_dir / "history.csv", newline="", encoding="utf-8") as handle:
             history = list(csv.DictReader(handle))
@@ -148,11 +138,8 @@ def run_peer(peer: Peer, seed: int, quick: bool) -> dict[str, Any]:
     if quick:
         command += ["--epochs", str(QUICK_EPOCHS), "--train-limit", str(QUICK_TRAIN_IMAGES),
                     "--test-limit", str(QUICK_TEST_IMAGES)]
-    result = subprocess.run(command, env=child_environment(None), capture_output=True, text=True,
-                            timeout=RUN_TIMEOUT_SECONDS)
-    if result.returncode != 0:
-        raise RuntimeError(f"peer {peer.name} (seed {seed}) failed: {last_line(result.stderr)}")
-    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    lines = harness.json_lines(harness.run_child(command, f"peer {peer.name} (seed {seed})",
+                                                 timeout=RUN_TIMEOUT_SECONDS, env=harness.child_environment()))
     skipped = next((line["skipped"] for line in lines if "skipped" in line), None)
     if skipped:
         raise Unavailable(skipped)
@@ -237,18 +224,11 @@ def benchmark(options: argparse.Namespace) -> dict[str, Any]:
             print(f"unavailable: {name} ({reason})", file=sys.stderr, flush=True)
             unavailable.append({"key": key, "name": name, "kind": kind, "reason": str(reason)})
             continue
-        # Other work on the machine slows every row; the 1-minute load average shows how much there was.
-        rows.append(summarise(key, name, kind, runs, os.getloadavg()[0]))
+        rows.append(summarise(key, name, kind, runs, harness.load_average()))
     add_ratios(rows)
-    return {"machine": machine_line(), "cpu_features": cpu_features(), "mode": "quick" if options.quick else "full",
+    return {"machine": harness.machine_line(), "cpu_features": cpu_features(), "mode": "quick" if options.quick else "full",
             "targets": list(TARGETS), "rows": rows, "unavailable": unavailable,
             "wall_seconds": time.perf_counter() - started}
-
-
-def machine_line() -> str:
-    from mnist_keras.environment import machine_description
-
-    return machine_description()
 
 
 # ------------------------------------------------------------------ the table and the plot
@@ -313,9 +293,7 @@ def write_results(results: dict[str, Any], out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{RESULT_STEM}.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    (out / f"{RESULT_STEM}.md").write_text(markdown_table(results), encoding="utf-8")
+    harness.write_results(out, RESULT_STEM, results, markdown_table(results))
     figure = accuracy_figure(results["rows"], results["targets"])
     figure.suptitle(results["machine"], fontsize="small")
     figure.tight_layout()

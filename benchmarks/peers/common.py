@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import sys
 import time
 from pathlib import Path
@@ -24,6 +23,10 @@ import numpy as np
 
 # The package lives in src/ next to benchmarks/: importable from a checkout without installing.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
+# benchmarks/, for the harness: its `emit` writes the JSON lines time_to_accuracy.py reads.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import harness
 
 
 def parse_arguments(description: str, default_epochs: float) -> argparse.Namespace:
@@ -52,7 +55,7 @@ def whole_if_integral(epochs: float) -> float | int:
 
 
 def emit(**fields) -> None:
-    print(json.dumps(fields), flush=True)
+    harness.emit(fields)
 
 
 def skip_unless_installed(module: str) -> None:

@@ -9,15 +9,10 @@ fed from the verified arrays. Prints the JSON lines described in common.py.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-import common
+import common  # also puts benchmarks/ on sys.path, where seed_tf is
 import numpy as np
 
 SEED_EPOCHS = 30
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/, for seed_tf
 
 
 def main() -> None:

@@ -15,11 +15,12 @@ from mnist_keras.constants import IMAGE_SIDE, NUM_CLASSES
 # With an 11th "not a digit" output: refuse when it reaches this probability. Chosen on
 # `benchmarks/handwriting.py` (cnn recipe network, seed 1; real digits: optdigits files,
 # faint 28x28, re-drawn, photos and MNIST test pooled, 11,594 images; 2,000 held-out
-# non-digits). The recipe of 2026-11-30 (slant, strokes, EMA 0.999): at 0.5, 98.96% of
-# digits kept and 93.55% of non-digits refused; at 0.6, 99.53% and 90.85%; at 0.7,
-# 99.73% and 86.65% (the recipe before it: 98.53/95.0, 99.16/92.2, 99.50/88.6). 0.6 keeps
-# both targets (98% / 90%) with room on the side users meet most, their own digits, which
-# real handwriting from outside MNIST needs (optdigits: 98.83% kept at 0.6).
+# non-digits). The cnn recipe of commit c746cf3 (slant, strokes, EMA 0.999): at 0.5, 98.96%
+# of digits kept and 93.55% of non-digits refused; at 0.6, 99.53% and 90.85%; at 0.7,
+# 99.73% and 86.65% (the recipe before it, at commit 13b6b2f: 98.53/95.0, 99.16/92.2,
+# 99.50/88.6). 0.6 keeps both targets (98% / 90%) with room on the side users meet most,
+# their own digits, which real handwriting from outside MNIST needs (optdigits: 98.83%
+# kept at 0.6).
 NOT_DIGIT_THRESHOLD = 0.6
 # With 10 outputs (the seed MLP): refuse when the top probability is below this.
 MIN_CONFIDENCE = 0.5
