@@ -65,9 +65,11 @@ def test_train_with_config_file_and_flag_override(tmp_path, tiny_mnist, monkeypa
     recipe = tmp_path / "recipe.json"
     recipe.write_text(json.dumps({**TINY_RECIPE.to_dict(), "epochs": 5}))
     run_dir = tmp_path / "run"
-    assert main(["train", "--config", str(recipe), "--epochs", "1", "--seed", "3", "--out", str(run_dir)]) == 0
+    assert main(["train", "--config", str(recipe), "--epochs", "1", "--seed", "3", "--out", str(run_dir),
+                 "--no-onnx"]) == 0
     saved = json.loads((run_dir / "config.json").read_text())["recipe"]
     assert saved["epochs"] == 1 and saved["seed"] == 3 and saved["hidden_units"] == list(TINY_RECIPE.hidden_units)
+    assert not (run_dir / "model.onnx").exists(), "--no-onnx skips the export"
 
 
 @pytest.mark.parametrize(

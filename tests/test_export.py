@@ -34,6 +34,7 @@ def test_onnx_export_matches_keras_on_the_test_images(tiny_run, tiny_mnist, tmp_
     assert sorted(path.name for path in tmp_path.iterdir()) == ["model.onnx"]  # no temporary left behind
 
 
+@pytest.mark.slow  # the ONNX tests above and below are its fast siblings
 def test_saved_model_export_matches_keras(tiny_run, tiny_mnist, tmp_path):
     pixels = preprocess_images(tiny_mnist.x_test)
     written = export_run(tiny_run, "saved_model", tmp_path / "exported")

@@ -1,4 +1,5 @@
 import dataclasses
+import json
 
 import keras
 import numpy as np
@@ -145,6 +146,27 @@ def test_augmentation_layers_show_each_transformation_alone():
     assert augmentation_layers(Config()) == []
 
 
+def test_each_family_trains_saves_and_loads_in_plain_keras(tmp_path, tiny_mnist):
+    """The fast sibling of the export test below: the same two families, without the run's files or ONNX."""
+    from mnist_keras.model import load_run_model
+    from mnist_keras.training.train import train
+
+    pixels = preprocess_images(tiny_mnist.x_test)
+    for family, config in (("mlp", dataclasses.replace(Config(), hidden_units=(16,), dropout_rates=(0.1,),
+                                                         batch_norm=(True,), epochs=1, batch_size=32)),
+                           ("cnn", dataclasses.replace(CONVNET, not_digit_class=False))):
+        run_dir = tmp_path / family
+        run_dir.mkdir()
+        trained = train(config, tiny_mnist, verbose=0)
+        trained.model.save(run_dir / "model.keras")
+        (run_dir / "config.json").write_text(json.dumps({"recipe": config.to_dict()}))
+        expected = np.asarray(trained.model.predict_on_batch(pixels))
+        loaded = keras.saving.load_model(run_dir / "model.keras")  # plain Keras, no mnist_keras needed
+        np.testing.assert_allclose(np.asarray(loaded.predict_on_batch(pixels)), expected, atol=1e-6)
+        np.testing.assert_allclose(np.asarray(load_run_model(run_dir).predict_on_batch(pixels)), expected, atol=1e-6)
+
+
+@pytest.mark.slow
 def test_each_family_trains_saves_loads_and_exports(tmp_path, tiny_mnist):
     from mnist_keras.inference.export import TOLERANCE, export_run, onnx_probabilities
     from mnist_keras.model import load_run_model

@@ -143,6 +143,8 @@ def build_parser() -> ArgumentParser:
     train.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     train.add_argument("--resume", metavar="RUN",
                        help="continue an interrupted run from its last completed epoch (same recipe, same RUN)")
+    train.add_argument("--no-onnx", dest="export_onnx", action="store_false",
+                       help="do not export model.onnx (predict and serve then answer with Keras)")
     add_data_flag(train)
     add_backend_flag(train)
     add_recipe_flags(train)

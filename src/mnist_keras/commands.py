@@ -41,7 +41,8 @@ def run_data(args: argparse.Namespace) -> int:
 def run_train(args: argparse.Namespace) -> int:
     plan = args.plan  # the recipe and run directory cli.main resolved when choosing the backend
     mnist = load_mnist(args.data)
-    metrics = train_run(plan.config, mnist, plan.run_dir, recipe_name=plan.recipe_name)
+    metrics = train_run(plan.config, mnist, plan.run_dir, recipe_name=plan.recipe_name,
+                        export_onnx=args.export_onnx)
     print(format_summary(metrics))
     print(f"run written to {plan.run_dir}")
     print(f"report at {plan.run_dir / REPORT_FILE}")
