@@ -1,6 +1,6 @@
 """Running the service: uvicorn with bounded slow clients, graceful shutdown, N workers and metrics.
 
-`run(settings)` serves `settings.run_dir` under uvicorn. What an operator can rely on:
+`run(settings)` serves `settings.run_dir` (mnist_keras.serving.settings) under uvicorn. What an operator can rely on:
 - **Slow and idle clients are cut off.** A connection must start a request
   within `idle_timeout` (uvicorn's keep-alive timeout, which uvicorn itself
   only arms after a first response), and a request's headers and body must
@@ -18,7 +18,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import logging
@@ -26,36 +25,18 @@ import os
 import shutil
 import signal
 import tempfile
-from pathlib import Path
 from typing import Any
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from mnist_keras.serving.metrics import MULTIPROCESS_DIR_VARIABLE, multiprocess_dir
+from mnist_keras.serving.settings import DEFAULT_REQUEST_TIMEOUT, TOKEN_VARIABLE, ServerSettings
 
 RUN_VARIABLE = "MNIST_KERAS_SERVE_RUN"
-TOKEN_VARIABLE = "MNIST_KERAS_API_TOKEN"
 ACCESS_LOG_VARIABLE = "MNIST_KERAS_ACCESS_LOG"
-ACCESS_LOG_FORMATS = ("text", "json", "off")
-DEFAULT_REQUEST_TIMEOUT = 10.0  # seconds for a whole request (headers and body) once it has started
-DEFAULT_IDLE_TIMEOUT = 5.0  # seconds a connection may stay silent before (or between) requests
-DEFAULT_GRACEFUL_TIMEOUT = 30.0  # seconds to finish accepted requests after SIGTERM
 
 logger = logging.getLogger("mnist_keras.serving.server")
-
-
-@dataclasses.dataclass(frozen=True)
-class ServerSettings:
-    run_dir: Path
-    host: str = "127.0.0.1"
-    port: int = 8000
-    workers: int = 1
-    request_timeout: float = DEFAULT_REQUEST_TIMEOUT
-    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
-    graceful_timeout: float = DEFAULT_GRACEFUL_TIMEOUT
-    access_log: str = "text"
-    api_token: str | None = None
 
 
 class DeadlineProtocol(H11Protocol):
