@@ -105,12 +105,19 @@ def positive_int(text: str) -> int:
     return value
 
 
-def positive_seconds(text: str) -> float:
+def seconds(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not 0 < value < float("inf"):
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number of seconds, 0 or more, got {text!r}")
+    return value
+
+
+def positive_seconds(text: str) -> float:
+    value = seconds(text)
+    if value == 0:
         raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
     return value
 
@@ -181,8 +188,11 @@ def build_parser() -> ArgumentParser:
                        help="close a connection silent this long before or between requests "
                        f"(default: {served['idle_timeout']:g})")
     serve.add_argument("--graceful-timeout", type=positive_seconds, default=served["graceful_timeout"],
-                       metavar="SECONDS", help="on SIGTERM or Ctrl-C, time to finish the accepted requests "
-                       f"(default: {served['graceful_timeout']:g})")
+                       metavar="SECONDS", help="on SIGTERM or Ctrl-C, time to drain and answer every accepted "
+                       f"request (default: {served['graceful_timeout']:g})")
+    serve.add_argument("--drain-period", type=seconds, default=served["drain_period"],
+                       metavar="SECONDS", help="on SIGTERM, keep accepting this long while /healthz answers 503, "
+                       f"before closing the port; part of --graceful-timeout (default: {served['drain_period']:g})")
     serve.add_argument("--access-log", choices=ACCESS_LOG_FORMATS, default=served["access_log"],
                        help="one line per request: uvicorn's text, JSON lines, or none "
                        f"(default: {served['access_log']})")

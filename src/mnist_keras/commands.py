@@ -75,7 +75,8 @@ def run_serve(args: argparse.Namespace) -> int:
     settings = ServerSettings(
         run_dir=Path(args.run), host=args.host, port=args.port, workers=args.workers,
         request_timeout=args.request_timeout, idle_timeout=args.idle_timeout,
-        graceful_timeout=args.graceful_timeout, access_log=args.access_log, api_token=args.api_token,
+        graceful_timeout=args.graceful_timeout, drain_period=args.drain_period, access_log=args.access_log,
+        api_token=args.api_token,
     )
     load_predictor(args.run)  # a run that cannot answer fails here, in one line, before any worker starts
     server.run(settings)

@@ -18,7 +18,7 @@ class RunDirectoryError(UserError):
 
 
 class SettingsError(UserError):
-    """A server setting is out of range (a port, a timeout, the number of workers)."""
+    """A server setting is out of range (a port, a timeout, the number of workers, the drain period)."""
 
 
 class TrainingDiverged(UserError):

@@ -24,7 +24,10 @@ DEFAULT_PORT = 8000
 DEFAULT_WORKERS = 1  # one model in memory (~0.9 GB with its libraries); more for throughput on more cores
 DEFAULT_REQUEST_TIMEOUT = 10.0  # seconds for a whole request (headers and body) once it has started
 DEFAULT_IDLE_TIMEOUT = 5.0  # seconds a connection may stay silent before (or between) requests
-DEFAULT_GRACEFUL_TIMEOUT = 30.0  # seconds to finish accepted requests after SIGTERM
+DEFAULT_GRACEFUL_TIMEOUT = 30.0  # seconds from SIGTERM to exit: drain, then finish every accepted request
+# Seconds after SIGTERM of still accepting while /healthz answers 503: a balancer that checks every
+# second sees it before the port closes. Raise it to your balancer's check interval.
+DEFAULT_DRAIN_PERIOD = 1.0
 DEFAULT_ACCESS_LOG = "text"
 
 
@@ -39,6 +42,7 @@ class ServerSettings:
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT
     graceful_timeout: float = DEFAULT_GRACEFUL_TIMEOUT
+    drain_period: float = DEFAULT_DRAIN_PERIOD
     access_log: str = DEFAULT_ACCESS_LOG
     api_token: str | None = None
 
@@ -51,6 +55,9 @@ class ServerSettings:
             value = getattr(self, name)
             if not 0 < value < math.inf:
                 raise SettingsError(f"{name} must be a positive number of seconds, got {value}")
+        if not 0 <= self.drain_period < self.graceful_timeout:
+            raise SettingsError(f"drain_period ({self.drain_period:g} s) must be at least 0 and shorter than "
+                                f"graceful_timeout ({self.graceful_timeout:g} s), which it is part of")
         if self.access_log not in ACCESS_LOG_FORMATS:
             raise SettingsError(f"access_log must be one of {', '.join(ACCESS_LOG_FORMATS)}, got {self.access_log!r}")
 
