@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -96,3 +97,47 @@ def test_tampered_run_is_one_line_and_exit_2_and_untouched(tiny_run, tmp_path, t
         assert named in result.stderr
     after = {path.name: path.read_bytes() for path in run_dir.iterdir() if path.is_file()}
     assert after == before
+
+
+# ---------------------------------------------------------------- serve: flags from the server's settings
+
+
+def test_serve_flags_default_to_the_server_settings(capsys):
+    from mnist_keras.cli import build_parser
+    from mnist_keras.serving.settings import defaults
+
+    settings = defaults()
+    args = build_parser().parse_args(["serve", "RUN"])
+    for name, value in settings.items():
+        if name != "api_token":  # from $MNIST_KERAS_API_TOKEN when set
+            assert getattr(args, name) == value, name
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())  # argparse wraps the help at any space
+    for name, metavar in (("host", "HOST"), ("port", "PORT"), ("workers", "N"), ("request_timeout", "SECONDS"),
+                          ("idle_timeout", "SECONDS"), ("graceful_timeout", "SECONDS"), ("drain_period", "SECONDS"),
+                          ("access_log", "{text,json,off}")):
+        flag = "--" + name.replace("_", "-")
+        help_line = re.search(re.escape(f"{flag} {metavar} ") + r"[^(]*\(default: ([^)]*)\)", shown)
+        assert help_line is not None, flag
+        assert help_line.group(1) == (f"{settings[name]:g}" if isinstance(settings[name], float) else
+                                      str(settings[name])), flag
+
+
+def test_server_settings_refuse_what_cannot_run():
+    from pathlib import Path
+
+    from mnist_keras.errors import SettingsError
+    from mnist_keras.serving.settings import ServerSettings
+
+    assert ServerSettings(Path("run")).drain_period < ServerSettings(Path("run")).graceful_timeout
+    for bad in ({"workers": 0}, {"port": 70000}, {"idle_timeout": 0}, {"request_timeout": float("inf")},
+                {"drain_period": -1}, {"drain_period": 30, "graceful_timeout": 30}, {"access_log": "xml"}):
+        with pytest.raises(SettingsError):
+            ServerSettings(Path("run"), **bad)
+
+
+def test_a_drain_period_longer_than_the_graceful_timeout_is_one_line_and_exit_2(tiny_run, capsys):
+    assert main(["serve", str(tiny_run), "--drain-period", "5", "--graceful-timeout", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "drain_period (5 s)" in err and "graceful_timeout (2 s)" in err

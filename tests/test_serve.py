@@ -18,7 +18,9 @@ from PIL import Image, ImageDraw
 
 from mnist_keras.constants import IMAGE_SIDE, NUM_CLASSES, NUM_PIXELS
 from mnist_keras.inference.images import pixels_to_image, preprocess_image_bytes
-from mnist_keras.serving.app import STATIC_DIR, ServiceLimits, create_app
+from mnist_keras.serving.app import create_app
+from mnist_keras.serving.handlers import STATIC_DIR
+from mnist_keras.serving.service import ServiceLimits
 
 PREDICTION_FIELDS = {"digit", "confidence", "probabilities", "is_digit", "image"}
 
@@ -252,11 +254,11 @@ def test_json_over_its_limit_is_413_before_parsing(predictor):
 
 def test_only_a_few_images_are_decoded_at_once(predictor, monkeypatch):
     # Each decode can take ~100 MB, so concurrency bounds memory: many clients, few decodes.
-    from mnist_keras.serving import app as serve
+    from mnist_keras.serving import service
 
     decoding, most = 0, 0
     lock = threading.Lock()
-    real_preprocess = serve.preprocess_image_bytes
+    real_preprocess = service.preprocess_image_bytes
 
     def watched_preprocess(data: bytes, **limits) -> np.ndarray:
         nonlocal decoding, most
@@ -270,7 +272,7 @@ def test_only_a_few_images_are_decoded_at_once(predictor, monkeypatch):
             with lock:
                 decoding -= 1
 
-    monkeypatch.setattr(serve, "preprocess_image_bytes", watched_preprocess)
+    monkeypatch.setattr(service, "preprocess_image_bytes", watched_preprocess)
     client = TestClient(create_app(predictor, ServiceLimits(max_concurrent_decodes=2)))
     with ThreadPoolExecutor(max_workers=8) as pool:
         responses = list(pool.map(

@@ -1,13 +1,16 @@
 """The service as an operator runs it: `mnist-keras serve` in its own process, on a loopback port.
 
 Slow and silent clients are cut off within the bound while others are served;
-SIGTERM finishes every accepted request and exits 0; two workers share the
-port and `/metrics` sums them; JSON access logs. In-process: the API token
-and the metrics' content.
+SIGTERM finishes every accepted request and exits 0, and under load from 16
+clients loses no request that got a connection; two workers share the port
+and `/metrics` sums them; JSON access logs. In-process: closing the port
+answers the connections in its backlog; the API token and the metrics' content.
 """
 
 from __future__ import annotations
 
+import asyncio
+import http.client
 import json
 import logging
 import os
@@ -28,6 +31,7 @@ from fastapi.testclient import TestClient
 
 from mnist_keras.serving.app import create_app
 from mnist_keras.serving.metrics import JsonLines
+from mnist_keras.serving.server import close_listeners
 
 STARTUP_SECONDS = 120
 REQUEST_TIMEOUT = 1.5
@@ -79,6 +83,9 @@ class Server:
 
     def terminate(self, timeout: float = 60) -> int:
         self.process.send_signal(signal.SIGTERM)
+        return self.wait(timeout)
+
+    def wait(self, timeout: float = 60) -> int:
         code = self.process.wait(timeout=timeout)
         self.reader.join(timeout=5)
         return code
@@ -167,6 +174,86 @@ def test_sigterm_finishes_every_accepted_request(serving):
         httpx.get(serving.url + "/healthz", timeout=2)
 
 
+LOAD_CLIENTS = 16
+ANSWERS_BEFORE_SIGTERM = 200  # mid-load: every client is busy when the signal arrives
+DRAIN_PERIOD = 2.0  # long enough to see /healthz answer 503 on a loaded machine
+CONNECT_TIMEOUT = 15.0  # a connection attempt after the port closes is refused, or times out: never lost work
+
+
+def hammer(port: int, keep_alive: bool, answers: list, errors: list) -> None:
+    """POST /predict until the server stops taking connections: each answer's time and status in `answers`,
+    each request that had a connection but no answer in `errors`. `keep_alive` reuses a connection until
+    the server says it closes it; otherwise every request gets a new connection."""
+    body = json.dumps({"pixels": digit_pixels()})
+    connection = None
+    while True:
+        if connection is None:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=CONNECT_TIMEOUT)
+            try:
+                connection.connect()
+            except OSError:  # refused (or never answered): no connection, so nothing was lost
+                return
+        try:
+            connection.request("POST", "/predict", body, {"content-type": "application/json"})
+            response = connection.getresponse()
+            response.read()
+            answers.append((time.monotonic(), response.status))
+        except (OSError, http.client.HTTPException) as error:
+            errors.append(f"{'kept-alive' if keep_alive else 'new'} connection: {error!r}")
+            connection.close()
+            return
+        if not keep_alive or response.will_close:
+            connection.close()
+            connection = None
+
+
+def health_while_draining(port: int) -> tuple[int, dict] | None:
+    """/healthz on new connections, from SIGTERM until it is no longer 200: its status and body, or None if
+    the port closed first."""
+    while True:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=CONNECT_TIMEOUT)
+        try:
+            connection.request("GET", "/healthz")
+            response = connection.getresponse()
+            answer = response.status, json.loads(response.read())
+        except OSError:
+            return None
+        finally:
+            connection.close()
+        if answer[0] != 200:
+            return answer
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_under_load_answers_every_connection(tiny_run, workers):
+    server = Server(tiny_run, "--drain-period", str(DRAIN_PERIOD), "--workers", str(workers))
+    answers, errors = [], []
+    try:
+        clients = [threading.Thread(target=hammer, args=(server.port, index % 2 == 0, answers, errors))
+                   for index in range(LOAD_CLIENTS)]
+        for client in clients:
+            client.start()
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while len(answers) < ANSWERS_BEFORE_SIGTERM and time.monotonic() < deadline and not errors:
+            time.sleep(0.05)
+        signalled = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        health = health_while_draining(server.port)
+        code = server.wait()
+        for client in clients:
+            client.join(timeout=CONNECT_TIMEOUT * 2)
+    finally:
+        server.stop()
+    assert errors == [], "".join(server.log[-40:])
+    assert len(answers) > ANSWERS_BEFORE_SIGTERM and {status for _, status in answers} == {200}
+    assert any(when > signalled + DRAIN_PERIOD / 2 for when, _ in answers)  # still served while draining
+    assert health is not None and health[0] == 503 and "shutting down" in health[1]["error"]
+    assert code == 0
+    assert not any(client.is_alive() for client in clients)
+
+
 def test_two_workers_share_the_port_and_the_metrics(tiny_run):
     server = Server(tiny_run, "--workers", "2", "--access-log", "json")
     try:
@@ -195,6 +282,61 @@ def test_serve_refuses_bad_timeouts_and_workers(tiny_run):
         with pytest.raises(SystemExit) as caught:
             main(["serve", str(tiny_run), *flags])
         assert caught.value.code == 2
+
+
+# ---------------------------------------------------------------- in process: closing the port
+
+
+QUEUED_CONNECTIONS = 20
+
+
+class Greeting(asyncio.Protocol):
+    """Says hello on each connection it is given, and closes it."""
+
+    def connection_made(self, transport) -> None:
+        transport.write(b"hello")
+        transport.close()
+
+
+def queued_clients(port: int) -> list[socket.socket]:
+    """Connections made while the event loop is busy (this call blocks it): they wait in the backlog."""
+    return [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(QUEUED_CONNECTIONS)]
+
+
+def heard(client: socket.socket) -> bytes:
+    try:
+        return client.recv(16)
+    except ConnectionResetError:
+        return b"reset"
+    finally:
+        client.close()
+
+
+def test_closing_the_port_answers_every_connection_waiting_in_the_backlog():
+    async def scenario() -> tuple[list[bytes], list[bytes], bool]:
+        loop = asyncio.get_running_loop()
+        # What closing at once does (uvicorn's own shutdown): every queued connection is reset.
+        plain = await loop.create_server(Greeting, "127.0.0.1", 0, backlog=2 * QUEUED_CONNECTIONS)
+        clients = queued_clients(plain.sockets[0].getsockname()[1])
+        plain.close()
+        dropped = [heard(client) for client in clients]
+        # close_listeners first takes in what is queued, then closes.
+        server = await loop.create_server(Greeting, "127.0.0.1", 0, backlog=2 * QUEUED_CONNECTIONS)
+        port = server.sockets[0].getsockname()[1]
+        clients = queued_clients(port)
+        await close_listeners([server], deadline=loop.time() + STARTUP_SECONDS)
+        kept = await asyncio.gather(*(asyncio.to_thread(heard, client) for client in clients))
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+            refused = False
+        except ConnectionRefusedError:
+            refused = True
+        return dropped, kept, refused
+
+    dropped, kept, refused = asyncio.run(scenario())
+    assert dropped == [b"reset"] * QUEUED_CONNECTIONS
+    assert kept == [b"hello"] * QUEUED_CONNECTIONS
+    assert refused  # and the port is closed afterwards
 
 
 # ---------------------------------------------------------------- in process: token and metrics

@@ -27,6 +27,8 @@ from mnist_keras.config import Config, field_types, load_config, parse_override
 from mnist_keras.errors import TrainingInterrupted, UserError
 from mnist_keras.recipes import RECIPES, get_recipe
 from mnist_keras.rundir import check_run_dir, read_run_config, staging_path
+from mnist_keras.serving.settings import ACCESS_LOG_FORMATS, MAX_PORT, TOKEN_VARIABLE
+from mnist_keras.serving.settings import defaults as server_defaults
 from mnist_keras.training.checkpoint import read_latest, run_checkpoint_dir
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -103,12 +105,19 @@ def positive_int(text: str) -> int:
     return value
 
 
-def positive_seconds(text: str) -> float:
+def seconds(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not 0 < value < float("inf"):
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number of seconds, 0 or more, got {text!r}")
+    return value
+
+
+def positive_seconds(text: str) -> float:
+    value = seconds(text)
+    if value == 0:
         raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
     return value
 
@@ -118,8 +127,8 @@ def port_number(text: str) -> int:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"a port is between 0 and 65535, got {value}")
+    if not 0 <= value <= MAX_PORT:
+        raise argparse.ArgumentTypeError(f"a port is between 0 and {MAX_PORT}, got {value}")
     return value
 
 
@@ -168,20 +177,29 @@ def build_parser() -> ArgumentParser:
 
     serve = commands.add_parser("serve", help="serve the drawing page and the prediction API")
     serve.add_argument("run", metavar="RUN", help="run directory")
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
-    serve.add_argument("--port", type=port_number, default=8000, help="port to listen on (default: 8000)")
-    serve.add_argument("--workers", type=positive_int, default=1, metavar="N",
-                       help="processes sharing the port, each with its own model (default: 1)")
-    serve.add_argument("--request-timeout", type=positive_seconds, default=10.0, metavar="SECONDS",
-                       help="a request's headers and body must arrive within this, or 408 and close (default: 10)")
-    serve.add_argument("--idle-timeout", type=positive_seconds, default=5.0, metavar="SECONDS",
-                       help="close a connection silent this long before or between requests (default: 5)")
-    serve.add_argument("--graceful-timeout", type=positive_seconds, default=30.0, metavar="SECONDS",
-                       help="on SIGTERM or Ctrl-C, time to finish the accepted requests (default: 30)")
-    serve.add_argument("--access-log", choices=("text", "json", "off"), default="text",
-                       help="one line per request: uvicorn's text, JSON lines, or none (default: text)")
-    serve.add_argument("--api-token", metavar="TOKEN", default=os.environ.get("MNIST_KERAS_API_TOKEN") or None,
-                       help="require 'Authorization: Bearer TOKEN' on the API (default: $MNIST_KERAS_API_TOKEN, "
+    served = server_defaults()
+    serve.add_argument("--host", default=served["host"], help=f"address to listen on (default: {served['host']})")
+    serve.add_argument("--port", type=port_number, default=served["port"],
+                       help=f"port to listen on (default: {served['port']})")
+    serve.add_argument("--workers", type=positive_int, default=served["workers"], metavar="N",
+                       help=f"processes sharing the port, each with its own model (default: {served['workers']})")
+    serve.add_argument("--request-timeout", type=positive_seconds, default=served["request_timeout"],
+                       metavar="SECONDS", help="a request's headers and body must arrive within this, or 408 and "
+                       f"close (default: {served['request_timeout']:g})")
+    serve.add_argument("--idle-timeout", type=positive_seconds, default=served["idle_timeout"], metavar="SECONDS",
+                       help="close a connection silent this long before or between requests "
+                       f"(default: {served['idle_timeout']:g})")
+    serve.add_argument("--graceful-timeout", type=positive_seconds, default=served["graceful_timeout"],
+                       metavar="SECONDS", help="on SIGTERM or Ctrl-C, time to drain and answer every accepted "
+                       f"request (default: {served['graceful_timeout']:g})")
+    serve.add_argument("--drain-period", type=seconds, default=served["drain_period"],
+                       metavar="SECONDS", help="on SIGTERM, keep accepting this long while /healthz answers 503, "
+                       f"before closing the port; part of --graceful-timeout (default: {served['drain_period']:g})")
+    serve.add_argument("--access-log", choices=ACCESS_LOG_FORMATS, default=served["access_log"],
+                       help="one line per request: uvicorn's text, JSON lines, or none "
+                       f"(default: {served['access_log']})")
+    serve.add_argument("--api-token", metavar="TOKEN", default=os.environ.get(TOKEN_VARIABLE) or None,
+                       help=f"require 'Authorization: Bearer TOKEN' on the API (default: ${TOKEN_VARIABLE}, "
                             "else no token)")
     add_backend_flag(serve)
 

@@ -21,6 +21,7 @@ from mnist_keras.inference.predictors import load_predictor, read_image_files
 from mnist_keras.model import load_run_model
 from mnist_keras.reporting.run_report import build_report
 from mnist_keras.rundir import FIGURES_DIR, REPORT_FILE
+from mnist_keras.serving.settings import ServerSettings
 from mnist_keras.training.run import train_run
 
 EXIT_OK, EXIT_USAGE = 0, 2
@@ -72,12 +73,14 @@ def run_predict(args: argparse.Namespace) -> int:
 def run_serve(args: argparse.Namespace) -> int:
     from mnist_keras.serving import server  # the web stack loads only for this command
 
-    load_predictor(args.run)  # a run that cannot answer fails here, in one line, before any worker starts
-    server.run(server.ServerSettings(
+    settings = ServerSettings(
         run_dir=Path(args.run), host=args.host, port=args.port, workers=args.workers,
         request_timeout=args.request_timeout, idle_timeout=args.idle_timeout,
-        graceful_timeout=args.graceful_timeout, access_log=args.access_log, api_token=args.api_token,
-    ))
+        graceful_timeout=args.graceful_timeout, drain_period=args.drain_period, access_log=args.access_log,
+        api_token=args.api_token,
+    )
+    load_predictor(args.run)  # a run that cannot answer fails here, in one line, before any worker starts
+    server.run(settings)
     return EXIT_OK
 
 

@@ -17,6 +17,10 @@ class RunDirectoryError(UserError):
     """A run directory is missing, incomplete or not one of ours."""
 
 
+class SettingsError(UserError):
+    """A server setting is out of range (a port, a timeout, the number of workers, the drain period)."""
+
+
 class TrainingDiverged(UserError):
     """The loss became NaN, infinite or far worse than chance (usually: the learning rate is too high)."""
 

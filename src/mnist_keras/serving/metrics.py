@@ -2,7 +2,9 @@
 
 `ServiceMetrics` holds the metrics (prometheus-client): requests by route,
 method and status; a latency histogram by route; images by outcome (digit,
-not_digit, refused); and the model that answers. With several workers
+not_digit, refused); and the model that answers. A route is labelled by its
+path in the route table (mnist_keras.serving.routes), never by the raw path:
+a client cannot invent label values. With several workers
 (`PROMETHEUS_MULTIPROC_DIR` set before the workers start) every worker writes
 its values there and `/metrics` sums them (the client library's multiprocess
 mode); otherwise the app's own registry is read.
@@ -31,11 +33,9 @@ from prometheus_client import (
 )
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from mnist_keras.serving.routes import READING_ROUTES, route_label
+
 MULTIPROCESS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
-# Routes are labelled by name, never by the raw path: a client must not be able to invent label values.
-ROUTES = ("/", "/healthz", "/about", "/metrics", "/predict", "/predict/batch", "/docs", "/redoc", "/openapi.json")
-STATIC_ROUTE, OTHER_ROUTE = "/static", "other"
-READING_ROUTES = ("/predict", "/predict/batch")
 # One image takes ~1-10 ms to read, a batch of 64 up to ~0.3 s on two cores; slow clients and queueing show above.
 LATENCY_BUCKETS = (0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 OUTCOMES = ("digit", "not_digit", "refused")
@@ -80,12 +80,6 @@ class ServiceMetrics:
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)
         return generate_latest(registry), CONTENT_TYPE_LATEST
-
-
-def route_label(path: str) -> str:
-    if path in ROUTES:
-        return path
-    return STATIC_ROUTE if path.startswith(STATIC_ROUTE + "/") else OTHER_ROUTE
 
 
 class RequestMetrics:
