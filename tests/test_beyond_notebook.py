@@ -96,7 +96,7 @@ def test_committed_notebook_carries_the_outputs_of_a_full_run():
     assert "training images (60000, 28, 28)" in printed
     assert re.search(r"^MLP_EPOCHS = None\b", parameters_cell(notebook).source, re.MULTILINE)
     assert re.search(r"^CNN_EPOCHS = None\b", parameters_cell(notebook).source, re.MULTILINE)
-    assert "agrees with nondigit.is_digit on every image: False" not in printed
+    assert "agrees with decision.is_digit on every image: False" not in printed
     _, convnet_accuracy = summary_accuracies(notebook)
     assert convnet_accuracy >= CONVNET_MIN_TEST_ACCURACY
 
@@ -131,7 +131,7 @@ def test_notebook_runs_top_to_bottom_with_quick_parameters(real_mnist, tmp_path)
     assert "Keras on the tensorflow backend" in printed
     assert f"training images ({QUICK_SAMPLES}, 28, 28)" in printed
     assert "seed MLP: 1 epoch(s) trained" in printed and "convnet: 1 epoch(s) trained" in printed
-    assert printed.count("agrees with nondigit.is_digit on every image: True") == 2
+    assert printed.count("agrees with decision.is_digit on every image: True") == 2
     mlp_accuracy, convnet_accuracy = summary_accuracies(notebook)
     assert 0 < mlp_accuracy <= 100 and 0 < convnet_accuracy <= 100
     for run in ("mlp", "cnn"):

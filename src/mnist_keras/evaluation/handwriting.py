@@ -454,7 +454,7 @@ def negative_inputs(negatives: Sequence[Negative], directory: str | Path) -> tup
 
 
 def is_digit_rates(inputs: np.ndarray, outputs: np.ndarray, readable: np.ndarray | None = None) -> np.ndarray:
-    """`nondigit.is_digit` for each input and output row; unreadable inputs are False (refused)."""
+    """`decision.is_digit` for each input and output row; unreadable inputs are False (refused)."""
     from mnist_keras.inference.decision import is_digit
 
     decisions = np.array([is_digit(image, row) for image, row in zip(inputs, outputs)], dtype=bool)
