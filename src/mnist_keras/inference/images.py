@@ -618,6 +618,29 @@ def pixels_to_image(values: Any) -> np.ndarray:
     return array.astype(np.float32)
 
 
+def pixels_to_grey(values: Any, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
+    """Client-sent pixels of any size (rows of numbers in [0, 1], ink = 1) → float64 grey image, for reading.
+
+    Raises ImageError for anything but a non-empty 2-D array of finite numbers
+    in [0, 1] (ragged rows included) and ImageTooLargeError over `max_pixels`;
+    a blank image is no error (it reads as no digits).
+    """
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError, RecursionError):
+        raise ImageError("pixels must be rows of numbers in [0, 1], every row as long") from None
+    if array.ndim != 2 or 0 in array.shape:
+        raise ImageError(f"pixels have shape {list(array.shape)}; expected rows of numbers [height, width]")
+    if array.size > max_pixels:
+        raise ImageTooLargeError(f"pixels are {array.shape[1]}x{array.shape[0]} = {array.size:,} pixels, "
+                                 f"over the limit of {max_pixels:,}")
+    if not np.isfinite(array).all():
+        raise ImageError("pixels must be finite numbers (no NaN or infinity)")
+    if array.min() < 0 or array.max() > 1:
+        raise ImageError(f"pixels must lie in [0, 1] (ink = 1); got values from {array.min():g} to {array.max():g}")
+    return array
+
+
 # ---------------------------------------------------------------- for JSON
 
 
