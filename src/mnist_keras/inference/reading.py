@@ -15,24 +15,33 @@ digits alike (a dash, a letter, a scribble: `is_digit` false, left out of
 
 How the digits are found, on the ink `images.find_ink` measures (the same
 background removal and threshold a single digit gets):
-1. Marks: the ink's 8-connected blobs, specks dropped. A piece lying over or
-   under another (a 5's flag apart from its body, a 7's crossbar beside its
-   stem) is merged into it: digits on a line sit side by side, so two blobs
-   that share most of their columns are one digit, unless together they are
-   far taller than either (a digit of the next line down).
+1. Marks: the ink's 8-connected blobs, specks and ruled lines (thin, edge to
+   edge) dropped. A piece lying over or under another (a 5's flag apart from
+   its body, a 7's crossbar over its stem) is merged into it: digits on a line
+   sit side by side, so two blobs that share most of their columns are one
+   digit, unless together they are far taller than either (a digit of the next
+   line down).
 2. Lines: marks whose heights overlap by half the smaller one are on one line,
    and so is everything they chain to, so uneven baselines, different sizes
    and a line that drifts up or down stay one line.
-3. Touching neighbours: a mark wider than a digit is tall (against the line's
-   height) may be two digits whose strokes meet. It is cut where the column
-   ink profile is thinnest (straight and slanted cuts) or, for several blobs,
-   between them; the split stands when the model is surer of the two pieces
-   (the product of their probabilities) than of the whole. The pieces are
-   looked at again, so three touching digits come apart too.
-4. Each mark goes through the same steps as a single digit (`stroke_ink`, then
+3. Broken digits: close neighbours on a line (a 0 whose top did not close, a
+   9's loop apart from its stem) are read as one when the model is surer of
+   them together than apart, and their columns overlap or the model is unsure
+   of one of them alone (a "1" standing beside a digit stays a digit).
+4. Touching neighbours: a mark wider than a digit is tall (against the line's
+   height), or a narrower one the model is unsure of, may be two digits whose
+   strokes meet. It is cut where the column ink profile is thinnest (straight
+   and slanted cuts) or, for several blobs, between them; the split stands when
+   the model is surer of the two pieces (the product of their probabilities)
+   than of the whole (by a margin, for a mark that is not wide). Wide or
+   refused pieces are looked at again, so three touching digits come apart.
+5. Each mark goes through the same steps as a single digit (`stroke_ink`, then
    `digit_input`: specks and strays off, crop, 20-pixel box, centre of mass),
-   and `decision.is_digit` says whether it is one. A one-digit image therefore
-   gives `predict`'s input exactly.
+   and `decision.is_digit` says whether it is one; a mark less than half as
+   tall as the digits (a dot, a dash) is not one. When one digit is found and
+   it holds every stroke `predict` would read, its answer is `predict`'s (the
+   same input, the same probabilities): a one-digit image reads the same
+   through `read` as through `predict`, stray marks listed beside it.
 
 `predict_grey` is `predict`'s answer for one image, which also reads it: given
 several digits it says so (`is_digit` false, `"reason": "several digits: use
@@ -67,6 +76,7 @@ from mnist_keras.inference.images import (
     digit_input,
     find_ink,
     is_mnist_style,
+    keep_strokes,
     mnist_style,
     normalise_28,
     stroke_ink,
@@ -91,12 +101,22 @@ LINE_ROW_SHARE = 0.5
 # if together they are at most JOIN_MAX_WIDTH times as wide as the line is tall.
 JOIN_MAX_GAP = 0.15
 JOIN_MAX_WIDTH = 1.5
+# ... and only when their columns overlap (a 0's broken top over its body) or the model is
+# unsure of one of them alone (its answer's probability under JOIN_UNSURE): a "1" standing
+# beside a digit is a digit of its own, read with confidence.
+JOIN_UNSURE = 0.7
 # A mark is looked at for touching digits when it is this much wider than its line is tall
 # (one digit is at most about as wide as it is tall: MNIST's widest are 1.1 times their
-# height), or when it is at least SPLIT_REFUSED_WIDTH as wide and `is_digit` refuses it
-# (two digits read as one are "not a digit"; an unsure digit is still one digit).
+# height), or when it is at least SPLIT_UNSURE_WIDTH as wide and the model is unsure of it:
+# `is_digit` refuses it, or its digit's probability is under SPLIT_UNSURE (two digits read
+# as one are "not a digit", or a digit the model hesitates over). A mark that is not wide
+# splits only when the pieces are surer than the whole by SPLIT_UNSURE_GAIN (a digit cut in
+# two often gives a sliver read as a sure "1" beside a piece still read as the digit), and a
+# piece of a split is looked at again only when it is wide or refused.
 SPLIT_WIDE = 1.1
-SPLIT_REFUSED_WIDTH = 0.6
+SPLIT_UNSURE_WIDTH = 0.6
+SPLIT_UNSURE = 0.9
+SPLIT_UNSURE_GAIN = 0.15
 # Each piece of a split is at least this share of the mark's width (a "1" beside a digit is
 # about a fifth) and this share of the line's height tall. Cuts fall in the middle band
 # of the mark (SPLIT_BAND of its width from either side).
@@ -110,6 +130,10 @@ SPLIT_SLANTS = (-0.3, -0.15, 0.0, 0.15, 0.3)
 SPLIT_CUTS_PER_SLANT = 3
 # Three touching digits need two splits; a mark is split at most this deep.
 MAX_SPLIT_DEPTH = 3
+# A mark from one edge of the image to the other, at most this thick (of its length), is a ruled line.
+RULE_THICKNESS = 0.1
+# A mark less tall than this share of the digits' height is not a digit (a dot, a dash, a speck).
+SMALL_MARK = 0.5
 # `predict` refuses an image in which `read` finds at least this many digits.
 SEVERAL_DIGITS = 2
 SEVERAL_DIGITS_REASON = "several digits: use read"
@@ -368,11 +392,17 @@ class Reader:
             score, found = best[index]
             options = [(score * answer_score(reading.outputs), found + [reading])]
             joined = joined_readings.get(index - 1)
-            if joined is not None and is_digit(joined.image, joined.outputs):
+            if joined is not None and self.may_join(readings[index - 1], reading) \
+                    and is_digit(joined.image, joined.outputs):
                 score, found = best[index - 1]
                 options.append((score * digit_score(joined.outputs), found + [joined]))
             best.append(max(options, key=lambda option: option[0]))
         return best[-1][1]
+
+    @staticmethod
+    def may_join(first: Reading, second: Reading) -> bool:
+        overlap = second.mark.left < first.mark.right
+        return overlap or min(answer_score(first.outputs), answer_score(second.outputs)) < JOIN_UNSURE
 
     def split(self, reading: Reading, height: float, depth: int = 0) -> list[Reading]:
         """A mark as one or more digits: split in two (and the pieces again) when the model is surer of the
@@ -381,8 +411,10 @@ class Reader:
         if depth >= MAX_SPLIT_DEPTH:
             return [reading]
         candidates = blob_partitions(mark, height)
+        wide = mark.width >= SPLIT_WIDE * height
         refused = not is_digit(reading.image, outputs)
-        if mark.width >= SPLIT_WIDE * height or (refused and mark.width >= SPLIT_REFUSED_WIDTH * height):
+        unsure = refused or (depth == 0 and digit_score(outputs) < SPLIT_UNSURE)
+        if wide or (unsure and mark.width >= SPLIT_UNSURE_WIDTH * height):
             candidates += column_cuts(mark)
         candidates = [(left, right) for left, right in candidates
                       if min(left.height, right.height) >= SPLIT_MIN_PIECE_HEIGHT * height
@@ -390,7 +422,7 @@ class Reader:
         if not candidates:
             return [reading]
         pieces = self.read([piece for pair in candidates for piece in pair])
-        best, best_score = None, digit_score(outputs)
+        best, best_score = None, digit_score(outputs) + (0.0 if wide or refused else SPLIT_UNSURE_GAIN)
         for left, right in zip(pieces[::2], pieces[1::2]):
             if left is not None and right is not None:
                 score = digit_score(left.outputs) * digit_score(right.outputs)
@@ -414,11 +446,14 @@ def read_grey(gray: np.ndarray, predictor: Predictor, size: tuple[int, int] | No
     height, width = gray.shape
     scale_x, scale_y = (size[0] / width, size[1] / height) if size else (1.0, 1.0)
 
-    def record(reading: Reading) -> dict[str, Any]:
+    def record(reading: Reading, digit_height: float) -> dict[str, Any]:
         mark = reading.mark
         box = [math.floor(mark.left * scale_x), math.floor(mark.top * scale_y),
                math.ceil(mark.right * scale_x), math.ceil(mark.bottom * scale_y)]
-        return prediction_record(reading.outputs, reading.image) | {"box": box}
+        answer = prediction_record(reading.outputs, reading.image) | {"box": box}
+        if mark.height < SMALL_MARK * digit_height:
+            answer["is_digit"] = False  # a dot, a dash, a speck: far shorter than the digits beside it
+        return answer
 
     if is_mnist_style(gray):
         # Already one digit as MNIST has it: the whole field, normalised as `predict` does.
@@ -427,18 +462,45 @@ def read_grey(gray: np.ndarray, predictor: Predictor, size: tuple[int, int] | No
         except BlankImageError:
             return {"text": "", "lines": []}
         [outputs] = predictor.predict(image.reshape(1, NUM_PIXELS))
-        lines = [[record(Reading(Mark(0, 0, np.ones_like(gray, dtype=bool)), image, outputs))]]
+        lines = [[record(Reading(Mark(0, 0, np.ones_like(gray, dtype=bool)), image, outputs), 0.0)]]
     else:
         try:
             ink = find_ink(gray)
         except BlankImageError:
             return {"text": "", "lines": []}
         reader = Reader(ink, predictor)
-        lines = [[record(reading) for reading in readings]
-                 for line in group_lines(merge_pieces(blobs(ink.mask))) if (readings := reader.read_line(line))]
+        marks = merge_pieces([mark for mark in blobs(ink.mask) if not is_rule(mark, ink.mask.shape)])
+        readings = [found for line in group_lines(marks) if (found := reader.read_line(line))]
+        digit_height = typical_height(marks)
+        lines = [[record(reading, digit_height) for reading in line] for line in readings]
+        digits = [(row, column) for row, line in enumerate(lines) for column, answer in enumerate(line)
+                  if answer["is_digit"]]
+        if len(digits) == 1 and only_strokes(ink, readings[digits[0][0]][digits[0][1]].mark):
+            # One digit, and nothing else `predict` would look at: `predict`'s input, and its answer.
+            row, column = digits[0]
+            image = mnist_style(gray)
+            [outputs] = predictor.predict(image.reshape(1, NUM_PIXELS))
+            lines[row][column] = record(Reading(readings[row][column].mark, image, outputs), 0.0)
     text = "\n".join(text_line for line in lines
                      if (text_line := "".join(str(mark["digit"]) for mark in line if mark["is_digit"])))
     return {"text": text, "lines": lines}
+
+
+def is_rule(mark: Mark, shape: tuple[int, int]) -> bool:
+    """Whether a mark is a ruled line or a margin (what `images.ruled_lines` leaves of one): thin,
+    from one edge of the image to the other."""
+    across = mark.left == 0 and mark.right == shape[1] and mark.height <= RULE_THICKNESS * mark.width
+    down = mark.top == 0 and mark.bottom == shape[0] and mark.width <= RULE_THICKNESS * mark.height
+    return across or down
+
+
+def only_strokes(ink: Ink, mark: Mark) -> bool:
+    """Whether every stroke `predict` would read in the image (`images.keep_strokes`: the ink without
+    specks and stray marks) is part of `mark`."""
+    kept = keep_strokes(ink.mask)
+    (rows, columns), inside = mark.window(ink.mask.shape, margin=0)
+    kept[rows, columns] &= ~inside
+    return not kept.any()
 
 
 def digit_count(reading: dict[str, Any]) -> int:
