@@ -31,7 +31,8 @@ background removal and threshold a single digit gets):
 4. Touching neighbours: a mark wider than a digit is tall (against the line's
    height), or a narrower one the model is unsure of, may be two digits whose
    strokes meet. It is cut where the column ink profile is thinnest (straight
-   and slanted cuts) or, for several blobs, between them; the split stands when
+   and slanted cuts), along the paths that cross the least ink (winding
+   between strokes that overlap) or, for several blobs, between them; the split stands when
    the model is surer of the two pieces (the product of their probabilities)
    than of the whole (by a margin, for a mark that is not wide). Wide or
    refused pieces are looked at again, so three touching digits come apart.
@@ -128,6 +129,14 @@ SPLIT_BAND = 0.2
 # column ink profile.
 SPLIT_SLANTS = (-0.3, -0.15, 0.0, 0.15, 0.3)
 SPLIT_CUTS_PER_SLANT = 3
+# Cuts are also tried along the SEAM_CUTS cheapest paths from the top of the mark to its bottom,
+# within the middle band, each row a column left, right or straight down: each ink pixel crossed
+# costs 1 and each step aside SEAM_BEND, so a path winds between overlapping strokes, and of two
+# crossing as little ink the straighter wins. A wide mark the model refuses as one digit is two
+# when the geometric mean of its pieces' probabilities beats the whole's (two digits that overlap
+# come apart with a bitten edge each, which the plain product would hold against the split).
+SEAM_CUTS = 4
+SEAM_BEND = 0.01
 # Three touching digits need two splits; a mark is split at most this deep.
 MAX_SPLIT_DEPTH = 3
 # A mark from one edge of the image to the other, at most this thick (of its length), is a ruled line.
@@ -315,6 +324,45 @@ def column_cuts(mark: Mark) -> list[tuple[Mark, Mark]]:
     return candidates
 
 
+def seam_cuts(mark: Mark) -> list[tuple[Mark, Mark]]:
+    """A mark cut in two along top-to-bottom paths that cross the least ink (moving at most a column
+    a row, so they wind between strokes that overlap), ending at the cheapest few columns of the middle band."""
+    mask = mark.mask
+    rows, width = mask.shape
+    if width < 3:
+        return []
+    band = np.arange(math.ceil(SPLIT_BAND * width), math.floor((1 - SPLIT_BAND) * width) + 1)
+    band = band[(band > 0) & (band < width - 1)]
+    if not band.size:
+        return []
+    cost = np.full((rows, width), np.inf)
+    cost[:, band] = mask[:, band]
+    total = cost[0].copy()
+    came = np.zeros((rows, width), dtype=np.int64)
+    for row in range(1, rows):
+        options = np.stack([np.r_[np.inf, total[:-1]] + SEAM_BEND, total, np.r_[total[1:], np.inf] + SEAM_BEND])
+        step = np.argmin(options, axis=0)
+        came[row] = np.arange(width) + step - 1
+        total = options[step, np.arange(width)] + cost[row]
+    candidates, used = [], set()
+    for end in band[np.argsort(total[band], kind="stable")]:
+        path = np.empty(rows, dtype=np.int64)
+        path[-1] = end
+        for row in range(rows - 1, 0, -1):
+            path[row - 1] = came[row, path[row]]
+        key = tuple(path // 2)
+        if key in used:
+            continue
+        used.add(key)
+        left = mask & (np.arange(width)[None, :] < path[:, None])
+        pieces = (trimmed(mark.top, mark.left, left), trimmed(mark.top, mark.left, mask & ~left))
+        if pieces[0] is not None and pieces[1] is not None:
+            candidates.append(pieces)
+        if len(candidates) == SEAM_CUTS:
+            break
+    return candidates
+
+
 def digit_score(outputs: np.ndarray) -> float:
     """How sure the model is that an input is one digit (any): its largest digit probability, which
     with the "not a digit" class is also lowered by that class."""
@@ -415,7 +463,7 @@ class Reader:
         refused = not is_digit(reading.image, outputs)
         unsure = refused or (depth == 0 and digit_score(outputs) < SPLIT_UNSURE)
         if wide or (unsure and mark.width >= SPLIT_UNSURE_WIDTH * height):
-            candidates += column_cuts(mark)
+            candidates += column_cuts(mark) + seam_cuts(mark)
         candidates = [(left, right) for left, right in candidates
                       if min(left.height, right.height) >= SPLIT_MIN_PIECE_HEIGHT * height
                       and min(left.width, right.width) >= SPLIT_MIN_PIECE_WIDTH * mark.width]
@@ -426,6 +474,8 @@ class Reader:
         for left, right in zip(pieces[::2], pieces[1::2]):
             if left is not None and right is not None:
                 score = digit_score(left.outputs) * digit_score(right.outputs)
+                if wide and refused:
+                    score = math.sqrt(score)
                 if score > best_score:
                     best, best_score = (left, right), score
         if best is None:
