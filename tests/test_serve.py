@@ -258,21 +258,21 @@ def test_only_a_few_images_are_decoded_at_once(predictor, monkeypatch):
 
     decoding, most = 0, 0
     lock = threading.Lock()
-    real_preprocess = service.preprocess_image_bytes
+    real_decode = service.decode_grey
 
-    def watched_preprocess(data: bytes, **limits) -> np.ndarray:
+    def watched_decode(data: bytes, **limits):
         nonlocal decoding, most
         with lock:
             decoding += 1
             most = max(most, decoding)
         try:
             time.sleep(0.05)  # long enough for the other requests to arrive meanwhile
-            return real_preprocess(data, **limits)
+            return real_decode(data, **limits)
         finally:
             with lock:
                 decoding -= 1
 
-    monkeypatch.setattr(service, "preprocess_image_bytes", watched_preprocess)
+    monkeypatch.setattr(service, "decode_grey", watched_decode)
     client = TestClient(create_app(predictor, ServiceLimits(max_concurrent_decodes=2)))
     with ThreadPoolExecutor(max_workers=8) as pool:
         responses = list(pool.map(

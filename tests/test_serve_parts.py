@@ -104,7 +104,7 @@ class Uniform:
 def test_open_paths_and_reading_routes_come_from_the_table():
     assert routes.OPEN_PATHS == {"/", "/healthz", "/about", "/docs", "/redoc", "/openapi.json"}
     assert routes.OPEN_PREFIXES == ("/static/", "/static-offline-docs/")
-    assert routes.READING_ROUTES == ("/predict", "/predict/batch")
+    assert routes.READING_ROUTES == ("/predict", "/predict/batch", "/read")
     for path in ("/", "/healthz", "/static/app.js", "/static-offline-docs/swagger-ui.css"):
         assert routes.is_open_path(path), path
     for path in ("/predict", "/predict/batch", "/metrics", "/docs/oauth2-redirect", "/static", "/nowhere"):

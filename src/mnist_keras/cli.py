@@ -175,6 +175,20 @@ def build_parser() -> ArgumentParser:
     predict.add_argument("--top-k", type=positive_int, metavar="K", help="also list the K most likely digits")
     add_backend_flag(predict)
 
+    read = commands.add_parser(
+        "read", help="read every digit in image files (numbers, rows, lines); one JSON line per image",
+        description="Read the digits written in image files, in reading order: a year, a phone number, "
+        "rows of digits on one or more lines (PNG, JPEG, BMP, GIF, WebP, TIFF; any size, either polarity). "
+        "Prints one JSON line per image: file, text (one line of digits per written line), and lines "
+        "(each mark's digit, confidence, probabilities, is_digit and box [x0, y0, x1, y1] in the image's "
+        "pixels; marks that are not digits have is_digit false and stay out of text); or file and error. "
+        "A blank image reads as empty text. Exit status 2 if any image could not be read. "
+        "Any run reads; a convnet run (--recipe cnn) reads best.",
+    )
+    read.add_argument("run", metavar="RUN", help="run directory")
+    read.add_argument("images", metavar="IMAGE", nargs="+", help="image files")
+    add_backend_flag(read)
+
     serve = commands.add_parser("serve", help="serve the drawing page and the prediction API")
     serve.add_argument("run", metavar="RUN", help="run directory")
     served = server_defaults()

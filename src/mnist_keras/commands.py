@@ -17,7 +17,8 @@ from mnist_keras.data.mnist import class_counts, default_cache_dir, load_mnist
 from mnist_keras.errors import UserError
 from mnist_keras.evaluation.metrics import evaluate_run, format_summary
 from mnist_keras.inference.export import export_run
-from mnist_keras.inference.predictors import load_predictor, read_image_files
+from mnist_keras.inference.predictors import load_predictor
+from mnist_keras.inference.reading import predict_image_files, read_image_files
 from mnist_keras.model import load_run_model
 from mnist_keras.reporting.run_report import build_report
 from mnist_keras.rundir import FIGURES_DIR, REPORT_FILE
@@ -61,12 +62,20 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    records = read_image_files(load_predictor(args.run), args.images, top_k=args.top_k)
+    return print_records("predict", predict_image_files(load_predictor(args.run), args.images, top_k=args.top_k))
+
+
+def run_read(args: argparse.Namespace) -> int:
+    return print_records("read", read_image_files(load_predictor(args.run), args.images))
+
+
+def print_records(command: str, records: list[dict]) -> int:
+    """One JSON line per image on stdout, each error again on stderr; exit 2 if any image failed."""
     for record in records:
         print(json.dumps(record), flush=True)
     failed = [record for record in records if "error" in record]
     for record in failed:
-        print(f"mnist-keras predict: error: {record['error']}", file=sys.stderr)
+        print(f"mnist-keras {command}: error: {record['error']}", file=sys.stderr)
     return EXIT_USAGE if failed else EXIT_OK
 
 
@@ -129,6 +138,7 @@ HANDLERS = {
     "train": run_train,
     "evaluate": run_evaluate,
     "predict": run_predict,
+    "read": run_read,
     "serve": run_serve,
     "report": run_report,
     "export": run_export,

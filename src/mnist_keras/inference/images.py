@@ -14,31 +14,53 @@ full contrast and put in the same box and centre: MNIST's own digits come out
 unchanged, a user's faint, small or off-centre drawing comes out like them.
 Client-sent 28×28 pixels go through the same normalisation.
 
+The steps are named so that `mnist_keras.inference.reading` can give every
+digit of a number the same treatment: `find_ink` (background, threshold,
+ruling: once per image), `stroke_ink` (specks and stray marks off, for one
+digit's pixels) and `digit_input` (crop, 20-pixel box, centre of mass).
+Photos as phones take them are read too: up to MAX_IMAGE_PIXELS, a large JPEG
+decoded straight at a reduced scale, EXIF orientation honoured.
+
 Everything a user can get wrong (not an image, a truncated file, no ink, too
 many bytes or pixels) raises an `ImageError` with a one-line message.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 from scipy import ndimage
 
 from mnist_keras.constants import IMAGE_SIDE, NUM_PIXELS
 from mnist_keras.errors import UserError
 
 # Limits on what we agree to decode. The byte limit bounds memory for the
-# upload itself; the pixel limit stops decompression bombs (a few kilobytes of
-# PNG that decode to gigabytes) before any pixel is decoded.
-MAX_IMAGE_BYTES = 8 * 1024 * 1024
-MAX_IMAGE_PIXELS = 4096 * 4096
+# upload itself: a phone's 48-50 MP JPEG is 10-25 MB at its camera's quality
+# (8 MB refused many of them), so 32 MB. The pixel limit stops decompression
+# bombs (a few kilobytes of PNG that decode to gigabytes) before any pixel is
+# decoded: 100 MP is twice a 50 MP photo and above every phone camera's default
+# output (108 and 200 MP sensors save 12-50 MP unless told otherwise).
+MAX_IMAGE_BYTES = 32 * 1024 * 1024
+MAX_IMAGE_PIXELS = 100_000_000
+# Above this many pixels (the old limit, 4096 × 4096: everything accepted before
+# still is) an image must also bring at least one byte per MAX_PIXELS_PER_BYTE
+# pixels. Camera JPEGs carry 0.1-0.5 bytes a pixel (even a flat grey JPEG needs
+# about 1/128), bombs 1/1,000-1/100,000; so a bomb under the pixel limit costs its
+# sender bytes in proportion to the memory and time it asks for.
+LARGE_IMAGE_PIXELS = 4096 * 4096
+MAX_PIXELS_PER_BYTE = 256
 # Larger images are reduced to this longer side before processing: the result is
-# 20 pixels across, so more detail only costs time and memory.
+# 20 pixels across, so more detail only costs time and memory. A JPEG is decoded
+# straight at a reduced scale (1/2, 1/4 or 1/8: libjpeg's DCT scaling, Pillow's
+# `draft`), so a 48 MP photo never exists at full size in memory; other formats
+# are reduced as soon as they are decoded.
 WORKING_SIDE = 1024
 
 # MNIST's recipe: the digit's longer side is 20 pixels, centred by centre of
@@ -151,10 +173,14 @@ def read_image_file(path: str | Path, max_bytes: int = MAX_IMAGE_BYTES) -> bytes
 
 def decode_image(
     data: bytes, max_bytes: int = MAX_IMAGE_BYTES, max_pixels: int = MAX_IMAGE_PIXELS
-) -> Image.Image:
-    """Decode image bytes into a loaded Pillow image (first frame), upright per its EXIF orientation.
+) -> tuple[Image.Image, tuple[int, int]]:
+    """Decode image bytes into a loaded Pillow image (first frame), upright per its EXIF orientation,
+    and the upright image's (width, height) in its own pixels.
 
-    Raises ImageTooLargeError over the byte or pixel limit (checked before
+    A large JPEG comes back decoded at a reduced scale (at least WORKING_SIDE
+    pixels on its shorter side), so the image may be smaller than the size
+    returned beside it. Raises ImageTooLargeError over the byte or pixel limit
+    or, for a large image, too few bytes for its pixels (all checked before
     decoding pixels), NotAnImageError for bytes Pillow does not recognise, and
     ImageError for a truncated or corrupt file.
     """
@@ -163,7 +189,10 @@ def decode_image(
     if not data:
         raise NotAnImageError("the file is empty, not an image")
     try:
-        image = Image.open(io.BytesIO(data))
+        # Our own limits below are the bound; Pillow's warning (at 89 MP) would be a second line on stderr.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
         raise NotAnImageError("not an image (no format Pillow reads: PNG, JPEG, BMP, GIF, WebP, TIFF, ...)") \
             from None
@@ -171,25 +200,39 @@ def decode_image(
         raise ImageTooLargeError(f"image has more than {max_pixels:,} pixels (decompression bomb?)") from None
     except Exception as error:  # noqa: BLE001 - malformed files make Pillow's decoders raise all kinds of exceptions
         raise ImageError(f"corrupt or truncated image ({one_line(error)})") from None
-    pixels = image.width * image.height
-    if pixels > max_pixels:
-        raise ImageTooLargeError(
-            f"image is {image.width}x{image.height} = {pixels:,} pixels, over the limit of {max_pixels:,}"
-        )
-    if pixels == 0:
-        raise ImageError("image has no pixels")
+    check_pixel_count(image.width, image.height, len(data), max_pixels)
     try:
         image.seek(0)
+        orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
+        size = (image.height, image.width) if orientation in TRANSPOSING_ORIENTATIONS else image.size
         if image.format == "JPEG":
-            # Let the JPEG decoder scale down on its own, which is much faster than decoding in full.
+            # Let the JPEG decoder scale down on its own: much faster, and memory for the reduced image only.
             image.draft(image.mode, (WORKING_SIDE, WORKING_SIDE))
         image.load()
-        image = ImageOps.exif_transpose(image)
+        ImageOps.exif_transpose(image, in_place=True)  # in place: no second copy of a large image
     except Image.DecompressionBombError:
         raise ImageTooLargeError(f"image has more than {max_pixels:,} pixels (decompression bomb?)") from None
     except Exception as error:  # noqa: BLE001 - as above: any failure to decode untrusted bytes is a bad file
         raise ImageError(f"corrupt or truncated image ({one_line(error)})") from None
-    return image
+    return image, size
+
+
+# EXIF orientations 5-8 turn the stored image a quarter turn (or transpose it): width and height swap.
+TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)
+
+
+def check_pixel_count(width: int, height: int, data_bytes: int, max_pixels: int = MAX_IMAGE_PIXELS) -> None:
+    """Refuse, from the header's size alone, an image with too many pixels, or a large one in too few bytes."""
+    pixels = width * height
+    if pixels > max_pixels:
+        raise ImageTooLargeError(f"image is {width}x{height} = {pixels:,} pixels, over the limit of {max_pixels:,}")
+    if pixels == 0:
+        raise ImageError("image has no pixels")
+    if pixels > LARGE_IMAGE_PIXELS and pixels > MAX_PIXELS_PER_BYTE * data_bytes:
+        raise ImageTooLargeError(
+            f"image is {width}x{height} = {pixels:,} pixels in only {data_bytes:,} bytes, over "
+            f"{MAX_PIXELS_PER_BYTE} pixels a byte (decompression bomb?); send it smaller"
+        )
 
 
 def one_line(error: BaseException) -> str:
@@ -255,14 +298,23 @@ def is_mnist_style(gray: np.ndarray) -> bool:
     return gray.shape == (IMAGE_SIDE, IMAGE_SIDE) and float(border_values(gray).max()) <= MNIST_BORDER_LEVEL
 
 
-def ink_map(gray: np.ndarray) -> np.ndarray:
-    """Ink intensity in [0, 1] (1 = full ink, 0 = background), whatever the polarity.
+@dataclasses.dataclass(frozen=True)
+class Ink:
+    """Where an image's ink is, before any blob is judged: what `find_ink` measures once per image."""
+
+    levels: np.ndarray  # ink intensity relative to the background (0 = paper), same shape as the image
+    mask: np.ndarray  # bool: pixels that count as ink, ruled lines removed, specks and stray marks not yet
+    threshold: float  # the ink level above which a (smoothed) pixel counts as ink
+    contrast: float  # the ink's full scale: the furthest a (smoothed) mark stands out from the paper
+
+
+def find_ink(gray: np.ndarray) -> Ink:
+    """The ink of a grey image, whatever the polarity; raises BlankImageError when nothing stands out.
 
     The background level is the median of the border (or, under uneven light,
     a smooth estimate of the paper everywhere); the ink is whichever side of it
-    (darker or lighter) reaches further. Background noise, specks, stray marks
-    beside the digit and ruled lines are removed; raises BlankImageError when
-    nothing stands out.
+    (darker or lighter) reaches further. Background noise and ruled lines are
+    left out of the mask.
     """
     smooth = ndimage.gaussian_filter(gray, DETECTION_BLUR_SIGMA) if min(gray.shape) > 2 else gray
     uneven = uneven_background(gray)
@@ -282,15 +334,37 @@ def ink_map(gray: np.ndarray) -> np.ndarray:
     noise = MAD_TO_SIGMA * float(np.median(np.abs(border_ink - np.median(border_ink))))
     threshold = max(INK_THRESHOLD_FRACTION * contrast, NOISE_SIGMAS * noise)
     mask = smooth_ink > threshold
-    strokes = keep_strokes(mask & ~ruled_lines(mask))
+    return Ink(levels=ink, mask=mask & ~ruled_lines(mask), threshold=threshold, contrast=contrast)
+
+
+def stroke_ink(ink: Ink, mask: np.ndarray | None = None, window: tuple[slice, slice] | None = None) -> np.ndarray:
+    """Ink intensity in [0, 1] (1 = full ink) of the strokes in `mask` (default: all of the ink), without
+    specks and stray marks beside them; raises BlankImageError when none are left.
+
+    `window` (rows, columns) limits the work to a part of the image, where `mask`
+    (of the window's shape) lies; the result has the window's shape.
+    """
+    levels = ink.levels if window is None else ink.levels[window]
+    mask = (ink.mask if window is None else ink.mask[window]) if mask is None else mask
+    strokes = keep_strokes(mask)
     if not strokes.any():
         raise BlankImageError("no ink found: the image is blank")
     # Keep a pixel of margin round each stroke so anti-aliased edges survive.
     strokes = ndimage.binary_dilation(strokes, iterations=1)
-    result = np.clip((ink - threshold / 2) / (contrast - threshold / 2), 0.0, 1.0) * strokes
+    result = np.clip((levels - ink.threshold / 2) / (ink.contrast - ink.threshold / 2), 0.0, 1.0) * strokes
     if not result.any():  # only smoothing made anything stand out: noise
         raise BlankImageError("no ink found: the image is blank")
     return result
+
+
+def ink_map(gray: np.ndarray) -> np.ndarray:
+    """Ink intensity in [0, 1] (1 = full ink, 0 = background), whatever the polarity, of one digit's strokes.
+
+    `find_ink`, then `stroke_ink`: background noise, specks, stray marks beside
+    the digit and ruled lines are removed; raises BlankImageError when nothing
+    stands out.
+    """
+    return stroke_ink(find_ink(gray))
 
 
 def uneven_background(gray: np.ndarray):
@@ -346,6 +420,10 @@ def ruled_lines(mask: np.ndarray) -> np.ndarray:
     lines = np.zeros_like(small)
     for transposed in (False, True):
         grid = small.T if transposed else small
+        # A line at any tilt takes one pixel from each column it crosses, so it can cover no more
+        # columns than hold ink: with too few, there is no line to look for (and no time spent).
+        if grid.any(axis=0).mean() < LINE_MIN_COVERAGE:
+            continue
         rows, columns = np.mgrid[0 : grid.shape[0], 0 : grid.shape[1]]
         # A line a pixel or two off straight still fills its row of a mask thickened by one pixel.
         thick = ndimage.binary_dilation(grid, structure=np.ones((3, 1), dtype=bool)).ravel()
@@ -462,19 +540,41 @@ def mnist_style(gray: np.ndarray) -> np.ndarray:
         raise ImageError(f"expected a 2-D grey image, got shape {gray.shape}")
     if is_mnist_style(gray):
         return normalise_28(gray)
-    return centre_by_mass(scale_to_box(crop_to_ink(ink_map(gray))))
+    return digit_input(ink_map(gray))
+
+
+def digit_input(ink: np.ndarray) -> np.ndarray:
+    """One digit's ink map (any size, ink = 1) → float32 28×28 model input: cropped to the ink, its longer
+    side scaled to the 20-pixel box, centred by mass."""
+    return centre_by_mass(scale_to_box(crop_to_ink(ink)))
+
+
+def decode_grey(
+    data: bytes, max_bytes: int = MAX_IMAGE_BYTES, max_pixels: int = MAX_IMAGE_PIXELS
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """Image file bytes → its brightness (float64 in [0, 1], at most WORKING_SIDE a side) and the upright
+    image's (width, height) in its own pixels, to map positions in the array back to the image."""
+    image, size = decode_image(data, max_bytes=max_bytes, max_pixels=max_pixels)
+    try:
+        return grayscale_array(image), size
+    except (ValueError, OSError) as error:
+        raise ImageError(f"unsupported image mode {image.mode} ({one_line(error)})") from None
+
+
+def decode_grey_file(path: str | Path, max_bytes: int = MAX_IMAGE_BYTES) -> tuple[np.ndarray, tuple[int, int]]:
+    """`decode_grey` for a file; ImageError messages name the file."""
+    data = read_image_file(path, max_bytes=max_bytes)
+    try:
+        return decode_grey(data, max_bytes=max_bytes)
+    except ImageError as error:
+        raise type(error)(f"{path}: {error}") from None
 
 
 def preprocess_image_bytes(
     data: bytes, max_bytes: int = MAX_IMAGE_BYTES, max_pixels: int = MAX_IMAGE_PIXELS
 ) -> np.ndarray:
     """Image file bytes → float32 28×28 in [0, 1], ink = 1: exactly what the model reads."""
-    image = decode_image(data, max_bytes=max_bytes, max_pixels=max_pixels)
-    try:
-        gray = grayscale_array(image)
-    except (ValueError, OSError) as error:
-        raise ImageError(f"unsupported image mode {image.mode} ({one_line(error)})") from None
-    return mnist_style(gray)
+    return mnist_style(decode_grey(data, max_bytes=max_bytes, max_pixels=max_pixels)[0])
 
 
 def preprocess_image_file(path: str | Path, max_bytes: int = MAX_IMAGE_BYTES) -> np.ndarray:
@@ -516,6 +616,29 @@ def pixels_to_image(values: Any) -> np.ndarray:
     if is_mnist_style(array):
         return normalise_28(array)
     return array.astype(np.float32)
+
+
+def pixels_to_grey(values: Any, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
+    """Client-sent pixels of any size (rows of numbers in [0, 1], ink = 1) → float64 grey image, for reading.
+
+    Raises ImageError for anything but a non-empty 2-D array of finite numbers
+    in [0, 1] (ragged rows included) and ImageTooLargeError over `max_pixels`;
+    a blank image is no error (it reads as no digits).
+    """
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError, RecursionError):
+        raise ImageError("pixels must be rows of numbers in [0, 1], every row as long") from None
+    if array.ndim != 2 or 0 in array.shape:
+        raise ImageError(f"pixels have shape {list(array.shape)}; expected rows of numbers [height, width]")
+    if array.size > max_pixels:
+        raise ImageTooLargeError(f"pixels are {array.shape[1]}x{array.shape[0]} = {array.size:,} pixels, "
+                                 f"over the limit of {max_pixels:,}")
+    if not np.isfinite(array).all():
+        raise ImageError("pixels must be finite numbers (no NaN or infinity)")
+    if array.min() < 0 or array.max() > 1:
+        raise ImageError(f"pixels must lie in [0, 1] (ink = 1); got values from {array.min():g} to {array.max():g}")
+    return array
 
 
 # ---------------------------------------------------------------- for JSON

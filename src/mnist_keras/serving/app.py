@@ -34,11 +34,27 @@ from starlette.requests import ClientDisconnect
 from mnist_keras import __version__
 from mnist_keras.inference.images import ImageError, ImageTooLargeError, NotAnImageError
 from mnist_keras.serving.bodies import RequestProblem
-from mnist_keras.serving.handlers import STATIC_DIR, about, drawing_page, healthz, metrics, predict, predict_batch
+from mnist_keras.serving.handlers import (
+    STATIC_DIR,
+    about,
+    drawing_page,
+    healthz,
+    metrics,
+    predict,
+    predict_batch,
+    read,
+)
 from mnist_keras.serving.metrics import RequestMetrics, ServiceMetrics
 from mnist_keras.serving.middleware import BearerToken, BodyLimit, CloseWhileDraining
 from mnist_keras.serving.routes import ROUTES
-from mnist_keras.serving.schemas import ERROR_RESPONSES, NOT_READY_RESPONSES, Prediction, request_body_doc
+from mnist_keras.serving.schemas import (
+    ANY_PIXELS_SCHEMA,
+    ERROR_RESPONSES,
+    NOT_READY_RESPONSES,
+    Prediction,
+    Reading,
+    request_body_doc,
+)
 from mnist_keras.serving.service import Readiness, Service, ServiceLimits, describe_source, load_source
 
 logger = logging.getLogger("mnist_keras.serving.app")
@@ -65,13 +81,19 @@ def endpoints(limits: ServiceLimits) -> dict[str, Endpoint]:
             "response_class": Response,
             "responses": {200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
         }),
+        # A record's `reason` is there only when it has one (response_model_exclude_unset).
         "/predict": Endpoint(predict, {
-            "response_model": Prediction, "responses": ERROR_RESPONSES,
+            "response_model": Prediction, "responses": ERROR_RESPONSES, "response_model_exclude_unset": True,
             "openapi_extra": request_body_doc("file", "pixels", many=False, max_items=1),
         }),
         "/predict/batch": Endpoint(predict_batch, {
-            "response_model": list[Prediction], "responses": ERROR_RESPONSES,
+            "response_model": list[Prediction], "responses": ERROR_RESPONSES, "response_model_exclude_unset": True,
             "openapi_extra": request_body_doc("files", "images", many=True, max_items=limits.max_batch_images),
+        }),
+        "/read": Endpoint(read, {
+            "response_model": Reading, "responses": ERROR_RESPONSES,
+            "openapi_extra": request_body_doc("file", "pixels", many=False, max_items=1,
+                                              pixels_schema=ANY_PIXELS_SCHEMA),
         }),
     }
 

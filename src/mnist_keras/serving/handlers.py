@@ -68,16 +68,13 @@ async def predict(request: Request, service: CurrentService) -> dict[str, Any]:
     """Read one digit: an image upload in field `file`, or JSON `{"pixels": [...]}`."""
     kind = media_type(request)
     if kind == "multipart/form-data":
-        async with read_form(request, max_files=1) as form:
-            if "file" not in form:
-                raise RequestProblem(422, "multipart body has no field 'file'")
-            data = await upload_bytes(form["file"], "file", service.limits.max_image_bytes)
-        image = await service.decoders.run(functools.partial(service.image_from_bytes, data))
-    elif kind == "application/json":
+        data = await one_upload(request, service)
+        [(gray, image)] = await service.decoders.run(functools.partial(service.uploads_to_answer, [data]))
+        return (await run_in_threadpool(service.answer, [image], [gray]))[0]
+    if kind == "application/json":
         image = pixels_to_image(await read_json_body(request, "pixels", service.limits.max_json_bytes))
-    else:
-        raise unsupported(request, "file", "pixels")
-    return (await run_in_threadpool(service.answer, [image]))[0]
+        return (await run_in_threadpool(service.answer, [image]))[0]
+    raise unsupported(request, "file", "pixels")
 
 
 async def predict_batch(request: Request, service: CurrentService) -> list[dict[str, Any]]:
@@ -90,13 +87,37 @@ async def predict_batch(request: Request, service: CurrentService) -> list[dict[
             check_batch_size(len(values), limits.max_batch_images, "files")
             uploads = [await upload_bytes(value, f"files[{index}]", limits.max_image_bytes)
                        for index, value in enumerate(values)]
-        images = await service.decoders.run(functools.partial(service.images_from_bytes, uploads))
-    elif kind == "application/json":
+        decoded = await service.decoders.run(functools.partial(service.uploads_to_answer, uploads))
+        greys, images = [gray for gray, _ in decoded], [image for _, image in decoded]
+        return await run_in_threadpool(service.answer, images, greys)
+    if kind == "application/json":
         items = await read_json_body(request, "images", limits.max_json_bytes)
         if not isinstance(items, list):
             raise RequestProblem(422, "'images' must be a list of pixel arrays")
         check_batch_size(len(items), limits.max_batch_images, "images")
         images = [with_index(index, pixels_to_image, item) for index, item in enumerate(items)]
+        return await run_in_threadpool(service.answer, images)
+    raise unsupported(request, "files", "images")
+
+
+async def read(request: Request, service: CurrentService) -> dict[str, Any]:
+    """Read every digit, in reading order: an image upload in field `file`, or JSON `{"pixels": [[...], ...]}`
+    of any size. The same answer as `mnist-keras read` for a file."""
+    kind = media_type(request)
+    if kind == "multipart/form-data":
+        data = await one_upload(request, service)
+        gray, size = await service.decoders.run(functools.partial(service.grey_from_bytes, data))
+    elif kind == "application/json":
+        values = await read_json_body(request, "pixels", service.limits.max_json_bytes)
+        gray, size = await run_in_threadpool(service.grey_from_pixels, values), None
     else:
-        raise unsupported(request, "files", "images")
-    return await run_in_threadpool(service.answer, images)
+        raise unsupported(request, "file", "pixels")
+    return await service.decoders.run(functools.partial(service.read, gray, size))
+
+
+async def one_upload(request: Request, service: Service) -> bytes:
+    """The bytes of the one image upload in field `file`."""
+    async with read_form(request, max_files=1) as form:
+        if "file" not in form:
+            raise RequestProblem(422, "multipart body has no field 'file'")
+        return await upload_bytes(form["file"], "file", service.limits.max_image_bytes)

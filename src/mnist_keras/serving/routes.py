@@ -35,6 +35,7 @@ ROUTES: tuple[Route, ...] = (
     Route("/metrics"),  # the Prometheus scrape
     Route("/predict", methods=("POST",), reads_images=True),  # read one digit
     Route("/predict/batch", methods=("POST",), reads_images=True),  # read several
+    Route("/read", methods=("POST",), reads_images=True),  # read every digit of a number, in reading order
     Route("/docs", guarded=False, built_in=True),  # Swagger UI
     # Swagger UI's OAuth2 helper page: the service uses no OAuth2, so it stays behind the token.
     Route("/docs/oauth2-redirect", built_in=True),

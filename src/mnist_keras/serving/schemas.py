@@ -35,6 +35,31 @@ class Prediction(BaseModel):
     )
 
 
+    reason: str | None = Field(default=None, description="why is_digit is false, when it is for a reason other "
+                                                         "than the model's: \"several digits: use read\" (POST /read "
+                                                         "reads them); absent otherwise")
+
+
+class ReadMark(BaseModel):
+    digit: int = Field(ge=0, le=NUM_CLASSES - 1, description="the most likely digit, 0-9")
+    confidence: Probability = Field(description="its probability")
+    probabilities: list[Probability] = Field(
+        min_length=NUM_CLASSES, max_length=NUM_CLASSES, description=f"the {NUM_CLASSES} probabilities, for digits 0-9"
+    )
+    is_digit: bool = Field(description="false for a mark that is not a digit (a dash, a letter, a scribble): "
+                                       "it is left out of text")
+    box: list[int] = Field(min_length=4, max_length=4,
+                           description="where the mark is, [x0, y0, x1, y1] in the image's own pixels "
+                                       "(x1 and y1 one past it)")
+
+
+class Reading(BaseModel):
+    text: str = Field(description="the digits in reading order: one line per written line, top to bottom, "
+                                  "each left to right, joined by newlines; empty for a blank image")
+    lines: list[list[ReadMark]] = Field(description="every mark found, line by line, left to right, "
+                                                    "digits and non-digits")
+
+
 class ErrorBody(BaseModel):
     error: str = Field(description="what was wrong with the request, in one line")
 
@@ -68,6 +93,13 @@ PIXELS_SCHEMA = {
 }
 
 
+# /read takes pixels of any size: rows of numbers, as many as the pixel limit allows.
+ANY_PIXELS_SCHEMA = {
+    "description": "rows of numbers in [0, 1], ink = 1, every row as long (any height and width)",
+    "type": "array", "minItems": 1, "items": {"type": "array", "items": PIXEL_VALUE_SCHEMA, "minItems": 1},
+}
+
+
 def example_pixels() -> list[list[float]]:
     """A "1" as MNIST would show it: for the docs' "try it out" and schemathesis's examples."""
     pixels = np.zeros((IMAGE_SIDE, IMAGE_SIDE))
@@ -75,10 +107,10 @@ def example_pixels() -> list[list[float]]:
     return pixels.tolist()
 
 
-def request_body_doc(file_field: str, json_field: str, many: bool, max_items: int) -> dict[str, Any]:
+def request_body_doc(file_field: str, json_field: str, many: bool, max_items: int,
+                     pixels_schema: dict[str, Any] = PIXELS_SCHEMA) -> dict[str, Any]:
     """OpenAPI text for a body read by hand (multipart image(s) or JSON pixels)."""
     file_schema: dict[str, Any] = {"type": "string", "format": "binary", "description": "an image file (PNG, JPEG, ...)"}
-    pixels_schema: dict[str, Any] = PIXELS_SCHEMA
     if many:
         # The batch limit is stated in words, not as maxItems: a schema tool would otherwise
         # build batches of dozens of 784-number arrays at the edge of the limit, which takes

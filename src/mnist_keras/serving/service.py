@@ -28,10 +28,13 @@ from mnist_keras.inference.images import (
     MAX_IMAGE_BYTES,
     MAX_IMAGE_PIXELS,
     ImageError,
+    decode_grey,
     image_as_lists,
-    preprocess_image_bytes,
+    mnist_style,
+    pixels_to_grey,
 )
 from mnist_keras.inference.predictors import load_predictor, predict_images
+from mnist_keras.inference.reading import read_grey, several_digits
 from mnist_keras.rundir import CONFIG_FILE, METRICS_FILE, check_run_dir
 from mnist_keras.serving.metrics import ServiceMetrics
 
@@ -112,19 +115,56 @@ class Service:
         self.predict_lock = threading.Lock()
 
     def image_from_bytes(self, data: bytes) -> np.ndarray:
-        return preprocess_image_bytes(data, max_bytes=self.limits.max_image_bytes,
-                                      max_pixels=self.limits.max_image_pixels)
+        """An upload → the 28×28 model input (`answer` reads it), as `mnist-keras predict` makes it."""
+        return mnist_style(self.grey_from_bytes(data)[0])
 
-    def images_from_bytes(self, uploads: Iterable[bytes]) -> list[np.ndarray]:
-        """Each upload decoded; an ImageError names the batch item it came from."""
-        return [with_index(index, self.image_from_bytes, data) for index, data in enumerate(uploads)]
+    def grey_from_bytes(self, data: bytes) -> tuple[np.ndarray, tuple[int, int]]:
+        """An upload → its grey image and the image's own (width, height), within the limits."""
+        return decode_grey(data, max_bytes=self.limits.max_image_bytes, max_pixels=self.limits.max_image_pixels)
 
-    def answer(self, images: list[np.ndarray]) -> list[dict[str, Any]]:
-        """A record per image, with the 28×28 image the model read."""
+    def grey_from_pixels(self, values: Any) -> np.ndarray:
+        return pixels_to_grey(values, max_pixels=self.limits.max_image_pixels)
+
+    def uploads_to_answer(self, uploads: Iterable[bytes]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Each upload as (its grey image, the 28×28 model input); an ImageError names the batch item."""
+        found = []
+        for index, data in enumerate(uploads):
+            gray = with_index(index, lambda data: self.grey_from_bytes(data)[0], data)
+            found.append((gray, with_index(index, mnist_style, gray)))
+        return found
+
+    def answer(self, images: list[np.ndarray], greys: list[np.ndarray | None] | None = None) -> list[dict[str, Any]]:
+        """A record per image, with the 28×28 image the model read. An image that came as a file
+        (its grey image in `greys`) in which `read` finds several digits is refused, as by `predict`."""
         with self.predict_lock:
             records = predict_images(self.predictor, images)
+        for index, gray in enumerate(greys or []):
+            if gray is not None:
+                records[index] |= several_digits(gray, self.locked)
         self.metrics.count_readings(record["is_digit"] for record in records)
         return [{**record, "image": image_as_lists(image)} for record, image in zip(records, images)]
+
+    def read(self, gray: np.ndarray, size: tuple[int, int] | None = None) -> dict[str, Any]:
+        """Every digit in a grey image, in reading order (what `mnist-keras read` prints for a file)."""
+        reading = read_grey(gray, self.locked, size)
+        self.metrics.count_readings(mark["is_digit"] for line in reading["lines"] for mark in line)
+        return reading
+
+    @property
+    def locked(self) -> LockedPredictor:
+        return LockedPredictor(self.predictor, self.predict_lock)
+
+
+class LockedPredictor:
+    """A predictor whose calls take the service's model lock: reading calls the model several
+    times per image, and its segmentation between the calls runs in parallel with other requests."""
+
+    def __init__(self, predictor: Any, lock: threading.Lock) -> None:
+        self.predictor, self.lock = predictor, lock
+
+    def predict(self, pixels: np.ndarray) -> np.ndarray:
+        with self.lock:
+            return self.predictor.predict(pixels)
 
 
 def with_index(index: int, function: Callable[[Any], np.ndarray], value: Any) -> np.ndarray:

@@ -1,0 +1,157 @@
+"""Reading numbers: whole-number and digit accuracy of `mnist-keras read`, and its time per image.
+
+    python benchmarks/read_numbers.py RUN [--count 400] [--seed 0] [--timing 50] [--json FILE]
+
+Numbers are composed from MNIST *test* digits (which no run trained on) by
+`mnist_keras.evaluation.numbers.draw_numbers`: 2-8 digits a line, one or two
+lines, each digit scaled and set on an uneven baseline, the writer's slant,
+gaps from close to wide, dark on light and light on dark, noise, blur, PNG and
+JPEG. Two sets: every pair of neighbours apart ("separate"), and the same with
+one pair whose strokes overlap ("touching"). Each image is read from its bytes
+by `mnist_keras.inference.reading.read_image_bytes`, exactly as `mnist-keras
+read` reads a file.
+
+- whole number: the text read is the text written (every digit right, in
+  order, on the right lines, nothing extra, nothing missing);
+- digit accuracy: 1 - (edit distance between the digits read and written) /
+  (digits written), over the set;
+- a single digit: MNIST test digits as photos (a shadow, lined paper, a stray
+  dot, ...), where `read` must find exactly `predict`'s digit, with the same
+  probabilities, or no digit where `predict` refuses (stray marks are listed
+  as marks that are not digits);
+- time: a 6-digit line (about 260x60 pixels, PNG), median over `--timing`
+  reads, on one core (this process pinned to CPU 0, ONNX Runtime on one thread).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import harness
+import numpy as np
+
+
+def edit_distance(first: str, second: str) -> int:
+    """Levenshtein distance: insertions, deletions and substitutions."""
+    previous = list(range(len(second) + 1))
+    for i, a in enumerate(first, 1):
+        current = [i]
+        for j, b in enumerate(second, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a != b)))
+        previous = current
+    return previous[-1]
+
+
+def score(numbers, predictor) -> dict:
+    """Whole-number and digit accuracy of reading `numbers`, and the texts that came out wrong."""
+    from mnist_keras.inference.reading import read_image_bytes
+
+    right, errors, digits, wrong = 0, 0, 0, []
+    for number in numbers:
+        text = read_image_bytes(number.data, predictor)["text"]
+        right += text == number.text
+        written, read = number.text.replace("\n", ""), text.replace("\n", "")
+        errors += edit_distance(written, read)
+        digits += len(written)
+        if text != number.text and len(wrong) < 10:
+            wrong.append({"written": number.text, "read": text})
+    return {"numbers": len(numbers), "whole_number_accuracy": right / len(numbers),
+            "digit_accuracy": 1 - errors / digits, "examples_wrong": wrong}
+
+
+def single_digits_agree(predictor, digits: np.ndarray, count: int, seed: int) -> dict:
+    """Single MNIST test digits photographed on paper: does `read` give `predict`'s digit and decision?"""
+    import tempfile
+
+    from mnist_keras.evaluation.handwriting import write_photos
+    from mnist_keras.inference.images import decode_grey_file
+    from mnist_keras.inference.reading import predict_grey, read_grey
+
+    agree = 0
+    with tempfile.TemporaryDirectory() as folder:
+        paths, _ = write_photos(digits[:count], folder, seed=seed)
+        for path in paths:
+            gray, size = decode_grey_file(path)
+            predicted = predict_grey(gray, predictor)
+            digits_read = [mark for line in read_grey(gray, predictor, size)["lines"] for mark in line
+                           if mark["is_digit"]]
+            if predicted["is_digit"]:
+                agree += [mark["probabilities"] for mark in digits_read] == [predicted["probabilities"]]
+            else:
+                agree += not digits_read
+    return {"images": len(paths), "read_agrees_with_predict": agree / len(paths)}
+
+
+def time_six_digits(predictor_path: Path, digits: np.ndarray, labels: np.ndarray, reads: int, seed: int) -> dict:
+    """Median time to read a 6-digit line from its PNG bytes, pinned to one core."""
+    from mnist_keras.evaluation.numbers import draw_numbers
+    from mnist_keras.inference.predictors import OnnxPredictor
+    from mnist_keras.inference.reading import read_image_bytes
+
+    predictor = OnnxPredictor(predictor_path)  # one single-threaded session
+    numbers = draw_numbers(digits, labels, reads, seed=seed, lengths=(6, 6), two_line_share=0.0,
+                           heights=(40, 40), formats=("png",))
+    read_image_bytes(numbers[0].data, predictor)  # warm-up: sessions and caches
+    seconds = []
+    for number in numbers:
+        start = time.perf_counter()
+        read_image_bytes(number.data, predictor)
+        seconds.append(time.perf_counter() - start)
+    return {"reads": reads, "median_ms": 1000 * statistics.median(seconds),
+            "p90_ms": 1000 * float(np.percentile(seconds, 90))}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run", metavar="RUN", help="run directory (a --recipe cnn run reads best)")
+    parser.add_argument("--count", type=int, default=400, help="numbers per set (default 400)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for composing (default 0)")
+    parser.add_argument("--timing", type=int, default=50, help="6-digit reads to time (default 50)")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    args = parser.parse_args(argv)
+
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core, for every figure
+    from mnist_keras.data.mnist import load_mnist
+    from mnist_keras.evaluation.numbers import draw_numbers
+    from mnist_keras.inference.predictors import current_onnx_export, load_predictor
+
+    run = Path(args.run)
+    predictor = load_predictor(run)
+    mnist = load_mnist()
+    digits, labels = mnist.x_test, mnist.y_test
+    separate = draw_numbers(digits, labels, args.count, seed=args.seed)
+    touching = draw_numbers(digits, labels, args.count, seed=args.seed + 1, touching=True)
+    result = {
+        "machine": harness.machine_line(),
+        "run": str(run),
+        "predictor": getattr(predictor, "name", type(predictor).__name__),
+        "separate": score(separate, predictor),
+        "touching": score(touching, predictor),
+        "single_digit": single_digits_agree(predictor, digits, min(args.count, 500), args.seed),
+    }
+    onnx_path = current_onnx_export(run)
+    if onnx_path is not None and args.timing:
+        result["six_digits_one_core"] = time_six_digits(onnx_path, digits, labels, args.timing, args.seed + 2)
+    print(json.dumps(result, indent=2))
+    rows = [("separate digits", result["separate"]), ("a touching pair", result["touching"])]
+    print("\n| numbers | whole number | digits |\n| --- | --- | --- |")
+    for name, figures in rows:
+        print(f"| {name} ({figures['numbers']}) | {100 * figures['whole_number_accuracy']:.1f}% "
+              f"| {100 * figures['digit_accuracy']:.2f}% |")
+    if "six_digits_one_core" in result:
+        print(f"\n6-digit line, one core: median {result['six_digits_one_core']['median_ms']:.1f} ms")
+    print(f"machine: {result['machine']}")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
