@@ -107,6 +107,41 @@ def time_six_digits(predictor_path: Path, digits: np.ndarray, labels: np.ndarray
             "p90_ms": 1000 * float(np.percentile(seconds, 90))}
 
 
+PHOTO_CHILD = """
+import json, resource, sys
+from mnist_keras.inference.predictors import load_predictor
+from mnist_keras.inference.reading import read_image_files
+predictor = load_predictor(sys.argv[1])
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+[record] = read_image_files(predictor, [sys.argv[2]])
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"text": record.get("text"), "before_kb": before, "after_kb": after}))
+"""
+
+
+def photo_peak_memory(run: Path, digit: np.ndarray, label: int) -> dict:
+    """Peak memory of reading an 8000x6000 JPEG (what a 48 MP phone saves) of one MNIST test digit, in a
+    fresh process: its peak once the model is loaded, and after the read."""
+    import subprocess
+    import tempfile
+
+    from PIL import Image
+
+    paper = Image.new("L", (8000, 6000), 225)
+    ink = Image.fromarray(np.asarray(digit, dtype=np.uint8)).resize((2400, 2400), Image.Resampling.BILINEAR)
+    paper.paste(Image.new("L", ink.size, 30), (2800, 1800), ink)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "photo.jpg"
+        paper.save(path, "JPEG", quality=90)
+        size = path.stat().st_size
+        del paper
+        child = subprocess.run([sys.executable, "-c", PHOTO_CHILD, str(run), str(path)],
+                               capture_output=True, text=True, check=True, env=os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)})
+    figures = json.loads(child.stdout.strip().splitlines()[-1])
+    return {"jpeg_bytes": size, "read_as": figures["text"], "written": str(label),
+            "peak_mb_model_loaded": figures["before_kb"] / 1024, "peak_mb_after_read": figures["after_kb"] / 1024}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run", metavar="RUN", help="run directory (a --recipe cnn run reads best)")
@@ -136,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         "touching": score(touching, predictor),
         "single_digit": single_digits_agree(predictor, digits, min(args.count, 500), args.seed),
     }
+    result["photo_48mp"] = photo_peak_memory(run, digits[0], int(labels[0]))
     onnx_path = current_onnx_export(run)
     if onnx_path is not None and args.timing:
         result["six_digits_one_core"] = time_six_digits(onnx_path, digits, labels, args.timing, args.seed + 2)
@@ -147,6 +183,10 @@ def main(argv: list[str] | None = None) -> int:
               f"| {100 * figures['digit_accuracy']:.2f}% |")
     if "six_digits_one_core" in result:
         print(f"\n6-digit line, one core: median {result['six_digits_one_core']['median_ms']:.1f} ms")
+    photo = result["photo_48mp"]
+    print(f"8000x6000 JPEG ({photo['jpeg_bytes']:,} bytes) of a {photo['written']}: read {photo['read_as']!r}; "
+          f"peak memory {photo['peak_mb_model_loaded']:.0f} MB with the model loaded, "
+          f"{photo['peak_mb_after_read']:.0f} MB after the read")
     print(f"machine: {result['machine']}")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

@@ -625,6 +625,10 @@ def pixels_to_grey(values: Any, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarra
     in [0, 1] (ragged rows included) and ImageTooLargeError over `max_pixels`;
     a blank image is no error (it reads as no digits).
     """
+    # JSON's true and false are not numbers, though NumPy would take them as 1 and 0.
+    if not isinstance(values, list) or not all(
+            isinstance(row, list) and all(type(value) in (int, float) for value in row) for row in values):
+        raise ImageError("pixels must be rows of numbers in [0, 1], every row as long")
     try:
         array = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError, OverflowError, RecursionError):
