@@ -33,8 +33,6 @@ class Prediction(BaseModel):
         min_length=IMAGE_SIDE, max_length=IMAGE_SIDE,
         description=f"the {IMAGE_SIDE}x{IMAGE_SIDE} image the model read (ink = 1), after MNIST-style preprocessing",
     )
-
-
     reason: str | None = Field(default=None, description="why is_digit is false, when it is for a reason other "
                                                          "than the model's: \"several digits: use read\" (POST /read "
                                                          "reads them); absent otherwise")
