@@ -21,12 +21,17 @@ from mnist_keras.inference.images import MIN_INK_CONTRAST
 Probability = Annotated[float, Field(ge=0, le=1)]
 
 
-class Prediction(BaseModel):
+class DigitAnswer(BaseModel):
+    """What the model said of one input: shared by a prediction and each mark of a reading."""
+
     digit: int = Field(ge=0, le=NUM_CLASSES - 1, description="the most likely digit, 0-9")
     confidence: Probability = Field(description="its probability")
     probabilities: list[Probability] = Field(
         min_length=NUM_CLASSES, max_length=NUM_CLASSES, description=f"the {NUM_CLASSES} probabilities, for digits 0-9"
     )
+
+
+class Prediction(DigitAnswer):
     is_digit: bool = Field(description="false when the input does not look like one handwritten digit "
                                        "(letters, scribbles, noise, patterns, flat grey)")
     image: list[Annotated[list[Probability], Field(min_length=IMAGE_SIDE, max_length=IMAGE_SIDE)]] = Field(
@@ -38,12 +43,7 @@ class Prediction(BaseModel):
                                                          "reads them); absent otherwise")
 
 
-class ReadMark(BaseModel):
-    digit: int = Field(ge=0, le=NUM_CLASSES - 1, description="the most likely digit, 0-9")
-    confidence: Probability = Field(description="its probability")
-    probabilities: list[Probability] = Field(
-        min_length=NUM_CLASSES, max_length=NUM_CLASSES, description=f"the {NUM_CLASSES} probabilities, for digits 0-9"
-    )
+class ReadMark(DigitAnswer):
     is_digit: bool = Field(description="false for a mark that is not a digit (a dash, a letter, a scribble): "
                                        "it is left out of text")
     box: list[int] = Field(min_length=4, max_length=4,

@@ -114,10 +114,6 @@ class Service:
         # while decoding and preprocessing (the larger share of the work) still run in parallel.
         self.predict_lock = threading.Lock()
 
-    def image_from_bytes(self, data: bytes) -> np.ndarray:
-        """An upload → the 28×28 model input (`answer` reads it), as `mnist-keras predict` makes it."""
-        return mnist_style(self.grey_from_bytes(data)[0])
-
     def grey_from_bytes(self, data: bytes) -> tuple[np.ndarray, tuple[int, int]]:
         """An upload → its grey image and the image's own (width, height), within the limits."""
         return decode_grey(data, max_bytes=self.limits.max_image_bytes, max_pixels=self.limits.max_image_pixels)
