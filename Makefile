@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install install-test install-bench train test test-full test-all seeds notebook notebook-beyond bench bench-tta
+.PHONY: install install-test install-bench train model test test-full test-all seeds notebook notebook-beyond bench bench-tta
 
 install: $(VENV)/.installed
 
@@ -14,7 +14,7 @@ install-bench: $(VENV)/.installed-bench
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m pip install --quiet -e ".[train]"
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
@@ -32,6 +32,13 @@ $(VENV)/.installed-bench: $(VENV)/.installed
 # The seed recipe, end to end, into runs/latest/.
 train: install
 	$(BIN)/mnist-keras train --out runs/latest --overwrite
+
+# The model that ships in the package (what predict, read and serve answer with when given no run): the cnn
+# recipe, seed 1, trained into runs/model/, then checked on MNIST test and real handwriting before it replaces
+# src/mnist_keras/inference/shipped/ (mnist_keras.evaluation.ship).
+model: install
+	$(BIN)/mnist-keras train --recipe cnn --seed 1 --out runs/model --overwrite
+	$(BIN)/python -m mnist_keras.evaluation.ship runs/model
 
 # The fast lane: every unit and integration test on small data the tests make (a few minutes).
 test: install-test

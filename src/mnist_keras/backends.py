@@ -33,6 +33,27 @@ FAMILY_BACKENDS = {"mlp": "jax", "cnn": "tensorflow"}
 DEFAULT_BACKEND = FAMILY_BACKENDS["mlp"]
 
 
+# What the lean install (`pip install mnist-keras`) leaves out: Keras and its engines, export, reports.
+TRAIN_EXTRA = "train"
+TRAIN_EXTRA_INSTALL = f"pip install 'mnist-keras[{TRAIN_EXTRA}]'"
+
+
+class MissingExtra(UserError):
+    """A command needs a part of the package this install left out."""
+
+
+def keras_installed() -> bool:
+    """Whether this install has Keras (the training extra), without importing it."""
+    return importlib.util.find_spec("keras") is not None
+
+
+def require_training_extra() -> None:
+    """Raise MissingExtra, with the install line, unless Keras is installed."""
+    if not keras_installed():
+        raise MissingExtra("this command needs the training extra (Keras, TensorFlow, JAX), which this install "
+                           f"lacks: {TRAIN_EXTRA_INSTALL}")
+
+
 def requested_backend() -> str | None:
     """The backend the user asked for through the environment, if any."""
     return os.environ.get("KERAS_BACKEND") or None

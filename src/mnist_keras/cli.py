@@ -2,7 +2,11 @@
 
 This module never loads Keras: it resolves what a command needs to choose the
 backend (the recipe, or the run's config.json), calls
-`backends.select_backend`, and only then imports `mnist_keras.commands`.
+`backends.select_backend`, and only then imports `mnist_keras.commands`. On the
+lean install (no Keras) `predict`, `read`, `serve` and `evaluate` choose no
+backend and answer with ONNX Runtime; the commands that need Keras say so in
+one line with the install command. `predict`, `read` and `serve` without a run
+answer with the model that ships in the package (mnist_keras.inference.shipped).
 Exit codes: 0 success, 2 a user error (bad flag, bad file, bad data), 1 anything else.
 """
 
@@ -19,14 +23,17 @@ from mnist_keras import __version__
 from mnist_keras.backends import (
     FAMILY_BACKENDS,
     KNOWN_BACKENDS,
+    keras_installed,
     keras_loaded_backend,
     requested_backend,
+    require_training_extra,
     select_backend,
 )
 from mnist_keras.config import Config, field_types, load_config, parse_override
 from mnist_keras.errors import TrainingInterrupted, UserError
+from mnist_keras.inference.shipped import shipped_model_dir
 from mnist_keras.recipes import RECIPES, get_recipe
-from mnist_keras.rundir import check_run_dir, read_run_config, staging_path
+from mnist_keras.rundir import check_model_dir, check_run_dir, read_run_config, staging_path
 from mnist_keras.serving.settings import ACCESS_LOG_FORMATS, MAX_PORT, TOKEN_VARIABLE
 from mnist_keras.serving.settings import defaults as server_defaults
 from mnist_keras.training.checkpoint import read_latest, run_checkpoint_dir
@@ -90,6 +97,23 @@ def recipe_from_args(args: argparse.Namespace) -> Config:
         if getattr(args, f"recipe_{name}") is not None
     }
     return dataclasses.replace(config, **overrides)
+
+
+def add_run_and_images(parser: argparse.ArgumentParser) -> None:
+    """[RUN] IMAGE...: a first argument that is a directory is the run; without one, the shipped model answers."""
+    parser.add_argument("inputs", metavar="[RUN] IMAGE", nargs="+",
+                        help="a run directory (default: the model that ships in the package), then image files")
+
+
+def split_run_and_images(args: argparse.Namespace) -> None:
+    """Set args.run (None: the shipped model) and args.images from [RUN] IMAGE..."""
+    first, *rest = args.inputs
+    if Path(first).is_dir():
+        if not rest:
+            raise UserError(f"{first} is a directory: give image files after the run, or image files alone")
+        args.run, args.images = first, rest
+    else:
+        args.run, args.images = None, args.inputs
 
 
 # ---------------------------------------------------------------- flag types
@@ -170,8 +194,7 @@ def build_parser() -> ArgumentParser:
         "dark ink on light or light on dark). Prints one JSON line per image: file, digit, confidence, "
         "probabilities; or file and error. Exit status 2 if any image could not be read.",
     )
-    predict.add_argument("run", metavar="RUN", help="run directory")
-    predict.add_argument("images", metavar="IMAGE", nargs="+", help="image files")
+    add_run_and_images(predict)
     predict.add_argument("--top-k", type=positive_int, metavar="K", help="also list the K most likely digits")
     add_backend_flag(predict)
 
@@ -185,12 +208,12 @@ def build_parser() -> ArgumentParser:
         "A blank image reads as empty text. Exit status 2 if any image could not be read. "
         "Any run reads; a convnet run (--recipe cnn) reads best.",
     )
-    read.add_argument("run", metavar="RUN", help="run directory")
-    read.add_argument("images", metavar="IMAGE", nargs="+", help="image files")
+    add_run_and_images(read)
     add_backend_flag(read)
 
     serve = commands.add_parser("serve", help="serve the drawing page and the prediction API")
-    serve.add_argument("run", metavar="RUN", help="run directory")
+    serve.add_argument("run", metavar="RUN", nargs="?",
+                       help="run directory (default: the model that ships in the package)")
     served = server_defaults()
     serve.add_argument("--host", default=served["host"], help=f"address to listen on (default: {served['host']})")
     serve.add_argument("--port", type=port_number, default=served["port"],
@@ -333,13 +356,21 @@ def plan_sweep(args: argparse.Namespace, backend: str | None):
                           export_onnx=args.export_onnx, recipe_name=args.recipe, backend=backend)
 
 
-def choose_backend(args: argparse.Namespace) -> str:
+# Commands that need Keras (the training extra); the others run on the lean install.
+NEEDS_TRAINING_EXTRA = ("train", "report", "export", "sweep", "seeds")
+# Commands that answer with the shipped model when no run is given.
+ANSWERING_COMMANDS = ("predict", "read", "serve")
+
+
+def choose_backend(args: argparse.Namespace) -> str | None:
     """Select the Keras backend for this command, before anything imports Keras.
 
     train: --backend, $KERAS_BACKEND, else the fastest for the recipe's model family
     (for --resume, the backend the run was trained on). Commands that read a run: the
     same, with the run's model family. export: TensorFlow.
     """
+    if args.command in NEEDS_TRAINING_EXTRA:
+        require_training_extra()
     if args.command == "train":
         args.plan = plan_training(args)
         return select_backend(args.plan.backend, args.plan.config.model)
@@ -351,9 +382,17 @@ def choose_backend(args: argparse.Namespace) -> str:
         # Both formats are written by Keras's TensorFlow exporters; where Keras is already
         # loaded on another backend, export_run runs them in a TensorFlow child process.
         return keras_loaded_backend() or select_backend("tensorflow")
+    if hasattr(args, "inputs"):
+        split_run_and_images(args)
+    if args.command in ANSWERING_COMMANDS and args.run is None:
+        args.run = str(shipped_model_dir())
     if hasattr(args, "run"):
-        check_run_dir(Path(args.run))  # a bad run is one clear line, before Keras or the data load
+        check_model_dir(Path(args.run))  # a bad run is one clear line, before Keras or the data load
+        if not keras_installed():
+            return None  # the lean install: ONNX Runtime answers, and no backend is chosen (load_predictor says why)
         return select_backend(getattr(args, "backend", None), read_run_config(Path(args.run)).model)
+    if not keras_installed():
+        return None
     return select_backend(getattr(args, "backend", None))
 
 
@@ -361,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         choose_backend(args)
-        from mnist_keras import commands  # loads Keras, with the backend now fixed
+        from mnist_keras import commands  # each command loads what it needs (Keras with the backend now fixed)
 
         return commands.run(args)
     except UserError as error:

@@ -2,7 +2,9 @@
 
 `cli.main` parses the flags, calls `backends.select_backend` (from the flag, the
 environment, the recipe's model family or the run being read), and only then
-imports this module, whose imports load Keras. Each handler takes the parsed
+imports this module. Each handler imports what its command needs, so `predict`,
+`read`, `serve` and `evaluate` run on the lean install (ONNX Runtime, no Keras)
+and the commands that train or draw load Keras. Each handler takes the parsed
 flags and returns the exit code; user errors are raised as UserError.
 """
 
@@ -15,15 +17,10 @@ from pathlib import Path
 
 from mnist_keras.data.mnist import class_counts, default_cache_dir, load_mnist
 from mnist_keras.errors import UserError
-from mnist_keras.evaluation.metrics import evaluate_run, format_summary
-from mnist_keras.inference.export import export_run
 from mnist_keras.inference.predictors import load_predictor
 from mnist_keras.inference.reading import predict_image_files, read_image_files
-from mnist_keras.model import load_run_model
-from mnist_keras.reporting.run_report import build_report
 from mnist_keras.rundir import FIGURES_DIR, REPORT_FILE
 from mnist_keras.serving.settings import ServerSettings
-from mnist_keras.training.run import train_run
 
 EXIT_OK, EXIT_USAGE = 0, 2
 
@@ -41,6 +38,9 @@ def run_data(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from mnist_keras.evaluation.metrics import format_summary
+    from mnist_keras.training.run import train_run
+
     plan = args.plan  # the recipe and run directory cli.main resolved when choosing the backend
     mnist = load_mnist(args.data)
     metrics = train_run(plan.config, mnist, plan.run_dir, recipe_name=plan.recipe_name,
@@ -52,8 +52,10 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    model = load_run_model(args.run)  # a bad run is reported before any data is fetched
-    metrics = evaluate_run(args.run, load_mnist(args.data), model)
+    from mnist_keras.evaluation.metrics import evaluate_run, evaluation_predictor, format_summary
+
+    predictor = evaluation_predictor(args.run)  # a bad run is reported before any data is fetched
+    metrics = evaluate_run(args.run, load_mnist(args.data), predictor)
     if args.json:
         print(json.dumps(metrics))
     else:
@@ -94,12 +96,16 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def run_report(args: argparse.Namespace) -> int:
+    from mnist_keras.reporting.run_report import build_report
+
     report_path = build_report(args.run, load_mnist(args.data))
     print(f"report written to {report_path} (figures in {report_path.parent / FIGURES_DIR})")
     return EXIT_OK
 
 
 def run_export(args: argparse.Namespace) -> int:
+    from mnist_keras.inference.export import export_run
+
     written = export_run(args.run, args.format, args.out)
     print(f"{args.format} export written to {written}")
     return EXIT_OK

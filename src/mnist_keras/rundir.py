@@ -28,6 +28,9 @@ FIGURES_DIR = "figures"
 REPORT_FILE = "report.html"
 ONNX_FILE = "model.onnx"
 REQUIRED_FILES = (MODEL_FILE, CONFIG_FILE, HISTORY_FILE, METRICS_FILE)
+# What answers without Keras: an exported model with the recipe and test metrics it came from
+# (the model that ships in the package is one; so is a run, which holds more).
+EXPORTED_MODEL_FILES = (ONNX_FILE, CONFIG_FILE, METRICS_FILE)
 def staging_path(run_dir: Path) -> Path:
     """Where a run is built before it is published under `run_dir`."""
     return run_dir.parent / f".{run_dir.name}.partial"
@@ -113,6 +116,21 @@ def check_run_dir(run_dir: Path) -> Path:
     if missing:
         raise RunDirectoryError(f"run directory {run_dir} is incomplete: missing {', '.join(missing)}")
     return run_dir
+
+
+def check_model_dir(model_dir: Path) -> Path:
+    """Raise RunDirectoryError unless `model_dir` can answer: a complete run, or an exported model
+    (EXPORTED_MODEL_FILES, no model.keras)."""
+    model_dir = Path(model_dir)
+    if model_dir.is_dir() and not (model_dir / MODEL_FILE).exists() \
+            and all((model_dir / name).is_file() for name in EXPORTED_MODEL_FILES):
+        return model_dir
+    return check_run_dir(model_dir)
+
+
+def is_exported_model(model_dir: Path) -> bool:
+    """Whether `model_dir` holds an exported model only (ONNX, no model.keras)."""
+    return not (Path(model_dir) / MODEL_FILE).exists()
 
 
 def read_run_record(run_dir: Path) -> dict[str, Any]:

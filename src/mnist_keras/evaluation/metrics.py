@@ -1,4 +1,9 @@
-"""Test-set metrics (scikit-learn) and the readable summary `mnist-keras evaluate` prints."""
+"""Test-set metrics (scikit-learn) and the readable summary `mnist-keras evaluate` prints.
+
+Everything here works from a predictor (mnist_keras.inference.predictors) or a
+Keras model, so the lean install (ONNX Runtime, no Keras) evaluates an exported
+model with the same code that scores a run at the end of training.
+"""
 
 from __future__ import annotations
 
@@ -6,37 +11,52 @@ import csv
 from pathlib import Path
 from typing import Any
 
-import keras
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
+from mnist_keras.backends import keras_installed
 from mnist_keras.constants import NUM_CLASSES
-from mnist_keras.data.mnist import Mnist, one_hot, preprocess_images
+from mnist_keras.data.mnist import Mnist, preprocess_images
 from mnist_keras.errors import RunDirectoryError
 from mnist_keras.inference.decision import digit_probabilities
-from mnist_keras.model import count_parameters, load_run_model
-from mnist_keras.rundir import HISTORY_FILE, METRICS_FILE, check_run_dir, read_json, write_json_atomic
+from mnist_keras.inference.predictors import KerasPredictor, Predictor, load_predictor
+from mnist_keras.rundir import (
+    HISTORY_FILE,
+    METRICS_FILE,
+    check_model_dir,
+    is_exported_model,
+    read_json,
+    write_json_atomic,
+)
 
 DIGITS = list(range(NUM_CLASSES))
+# Keras's categorical cross-entropy clips probabilities to [EPSILON, 1 - EPSILON] (keras.config.epsilon()).
+EPSILON = 1e-7
 
 
-def predict_probabilities(model: keras.Model, images: np.ndarray, batch_size: int = 1024) -> np.ndarray:
-    """The ten digits' probabilities (N×10) for uint8 images (N×28×28 or N×784)."""
-    outputs = np.asarray(model.predict(preprocess_images(images), batch_size=batch_size, verbose=0))
-    return digit_probabilities(outputs)
+def as_predictor(model: Any) -> Predictor:
+    """A predictor as it is; a Keras model wrapped in one."""
+    return KerasPredictor(model=model) if hasattr(model, "predict_on_batch") else model
 
 
-def handwriting_accuracy(model: keras.Model) -> float:
+def predict_probabilities(model: Any, images: np.ndarray) -> np.ndarray:
+    """The ten digits' probabilities (N×10) for uint8 images (N×28×28 or N×784), from a Keras model or a predictor."""
+    return digit_probabilities(as_predictor(model).predict(preprocess_images(images)))
+
+
+def handwriting_accuracy(model: Any) -> float:
     """Accuracy on real handwriting that is not MNIST (optdigits as image files; mnist_keras.evaluation.handwriting)."""
     from mnist_keras.evaluation import handwriting
 
-    return handwriting.handwriting_accuracy(lambda pixels: model.predict(pixels, batch_size=1024, verbose=0))
+    return handwriting.handwriting_accuracy(as_predictor(model).predict)
 
 
 def cross_entropy(labels: np.ndarray, probabilities: np.ndarray) -> float:
-    """Keras's categorical cross-entropy (same clipping), averaged over examples."""
-    loss = keras.losses.CategoricalCrossentropy()(one_hot(labels), probabilities.astype(np.float32))
-    return float(keras.ops.convert_to_numpy(loss))
+    """Keras's categorical cross-entropy (probabilities rescaled to sum 1, then clipped), averaged over examples."""
+    probabilities = np.asarray(probabilities, dtype=np.float32)
+    probabilities = probabilities / probabilities.sum(axis=1, keepdims=True)
+    chosen = np.clip(probabilities, EPSILON, 1 - EPSILON)[np.arange(len(labels)), np.asarray(labels, dtype=np.int64)]
+    return float(-np.log(chosen).mean())
 
 
 def compute_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, Any]:
@@ -68,13 +88,10 @@ def compute_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, 
     }
 
 
-def evaluate_model(model: keras.Model, images: np.ndarray, labels: np.ndarray, batch_size: int = 1024) -> dict:
-    """Every test-set field of metrics.json, plus the parameter counts."""
-    return model_metrics(model, labels, predict_probabilities(model, images, batch_size))
+def model_metrics(model: Any, labels: np.ndarray, probabilities: np.ndarray) -> dict:
+    """compute_metrics for already-predicted probabilities, plus a Keras model's parameter counts."""
+    from mnist_keras.model import count_parameters
 
-
-def model_metrics(model: keras.Model, labels: np.ndarray, probabilities: np.ndarray) -> dict:
-    """compute_metrics for already-predicted probabilities, plus the model's parameter counts."""
     metrics = compute_metrics(labels, probabilities)
     metrics["total_params"], metrics["trainable_params"] = count_parameters(model)
     return metrics
@@ -110,18 +127,33 @@ def read_history(run_dir: Path) -> list[dict[str, float]]:
     return rows
 
 
-def evaluate_run(run_dir: str | Path, mnist: Mnist, model: keras.Model | None = None) -> dict[str, Any]:
-    """Re-evaluate a run's model (loaded unless given) on the test set and rewrite its metrics.json."""
-    run_dir = check_run_dir(Path(run_dir))
+def evaluation_predictor(run_dir: str | Path) -> Predictor:
+    """What `evaluate` scores: the run's Keras model where Keras is installed (what training scored),
+    else ONNX Runtime on its model.onnx (the lean install, or an exported model)."""
+    exported = is_exported_model(check_model_dir(Path(run_dir)))
+    return load_predictor(run_dir, engine="keras" if keras_installed() and not exported else "onnxruntime")
+
+
+def evaluate_run(run_dir: str | Path, mnist: Mnist, model: Any = None) -> dict[str, Any]:
+    """Re-evaluate a run's model on the test set and rewrite its metrics.json.
+
+    `model` (a Keras model or a predictor) if given, else `evaluation_predictor(run_dir)`.
+    Parameter counts come from a Keras model; an exported model keeps the ones training wrote.
+    """
+    run_dir = check_model_dir(Path(run_dir))
     previous = read_json(run_dir / METRICS_FILE)
     if not isinstance(previous, dict):
         raise RunDirectoryError(f"{run_dir / METRICS_FILE} is not a metrics record")
-    history = read_history(run_dir)
-    model = model if model is not None else load_run_model(run_dir)
+    exported = is_exported_model(run_dir)
+    predictor = as_predictor(model if model is not None else evaluation_predictor(run_dir))
+    probabilities = predict_probabilities(predictor, mnist.x_test)
+    keras_model = getattr(predictor, "model", None)
     # Fields this command does not compute are kept.
-    metrics = {**previous, **evaluate_model(model, mnist.x_test, mnist.y_test)}
-    metrics.update(training_summary(history, previous.get("train_seconds", 0.0)))
-    metrics["handwriting_accuracy"] = handwriting_accuracy(model)
+    metrics = {**previous, **(model_metrics(keras_model, mnist.y_test, probabilities) if keras_model is not None
+                              else compute_metrics(mnist.y_test, probabilities))}
+    if not exported:
+        metrics.update(training_summary(read_history(run_dir), previous.get("train_seconds", 0.0)))
+    metrics["handwriting_accuracy"] = handwriting_accuracy(predictor)
     write_json_atomic(run_dir / METRICS_FILE, metrics)
     return metrics
 

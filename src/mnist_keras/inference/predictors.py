@@ -23,11 +23,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from mnist_keras.backends import TRAIN_EXTRA_INSTALL, keras_installed
 from mnist_keras.constants import IMAGE_SIDE, NUM_PIXELS
 from mnist_keras.errors import UserError
 from mnist_keras.inference.decision import digit_probabilities, is_digit
 from mnist_keras.inference.images import ImageError, preprocess_image_file
-from mnist_keras.rundir import MODEL_FILE, ONNX_FILE, check_run_dir
+from mnist_keras.rundir import MODEL_FILE, ONNX_FILE, check_model_dir, is_exported_model
 
 # Probabilities are rounded in JSON records; 6 decimals keep every digit that float32 can tell apart near 1.
 PROBABILITY_DECIMALS = 6
@@ -59,14 +60,21 @@ class KerasPredictor:
 
     name = "keras"
 
-    def __init__(self, run_dir: str | Path) -> None:
-        from mnist_keras.model import load_run_model
+    def __init__(self, run_dir: str | Path | None = None, model: Any = None) -> None:
+        """The model of the run in `run_dir`, or a Keras `model` already loaded."""
+        if model is None:
+            from mnist_keras.model import load_run_model
 
-        self.model = load_run_model(run_dir)
+            model = load_run_model(run_dir)
+        self.model = model
 
     def predict(self, pixels: np.ndarray) -> np.ndarray:
-        """float32 N×784 in [0, 1] (ink = 1) → float32 N×outputs (10, or 11 with "not a digit")."""
-        return np.asarray(self.model.predict_on_batch(as_batch(pixels)), dtype=np.float32)
+        """float32 N×784 in [0, 1] (ink = 1) → float32 N×outputs (10, or 11 with "not a digit").
+
+        In chunks of CHUNK_IMAGES: a convnet's activations for the whole test set at once would take gigabytes."""
+        batch = as_batch(pixels)
+        chunks = [batch[start : start + CHUNK_IMAGES] for start in range(0, len(batch), CHUNK_IMAGES)] or [batch]
+        return np.concatenate([np.asarray(self.model.predict_on_batch(chunk), dtype=np.float32) for chunk in chunks])
 
 
 class OnnxPredictor:
@@ -120,7 +128,9 @@ def onnxruntime_available() -> bool:
 def current_onnx_export(run_dir: Path) -> Path | None:
     """The run's model.onnx if it exists and is not older than model.keras (a stale export is not used)."""
     onnx_path = Path(run_dir) / ONNX_FILE
-    if not onnx_path.is_file() or onnx_path.stat().st_mtime < (Path(run_dir) / MODEL_FILE).stat().st_mtime:
+    if not onnx_path.is_file():
+        return None
+    if not is_exported_model(run_dir) and onnx_path.stat().st_mtime < (Path(run_dir) / MODEL_FILE).stat().st_mtime:
         return None
     return onnx_path
 
@@ -132,10 +142,12 @@ def load_predictor(run_dir: str | Path, engine: str = "auto") -> Predictor:
     model.onnx, else Keras. "onnxruntime" or "keras" insist on one (a UserError
     says how to get it when impossible).
     """
-    run_dir = check_run_dir(Path(run_dir))
+    run_dir = check_model_dir(Path(run_dir))
     if engine not in ENGINES:
         raise UserError(f"unknown inference engine {engine!r}; choose one of {', '.join(ENGINES)}")
     if engine == "keras":
+        if is_exported_model(run_dir):
+            raise UserError(f"{run_dir} holds an exported model ({ONNX_FILE}) and no {MODEL_FILE} for Keras")
         return KerasPredictor(run_dir)
     onnx_path = current_onnx_export(run_dir)
     if onnxruntime_available() and onnx_path is not None:
@@ -145,6 +157,12 @@ def load_predictor(run_dir: str | Path, engine: str = "auto") -> Predictor:
             raise UserError("ONNX Runtime is not installed; pip install onnxruntime, or use the Keras engine")
         raise UserError(f"{run_dir} has no current {ONNX_FILE}; write one with: mnist-keras export {run_dir} "
                         "--format onnx")
+    if is_exported_model(run_dir):
+        raise UserError(f"{run_dir} holds an exported model ({ONNX_FILE}), which needs ONNX Runtime: "
+                        "pip install onnxruntime")
+    if not keras_installed():
+        raise UserError(f"{run_dir} has no current {ONNX_FILE}, and answering with its {MODEL_FILE} needs Keras: "
+                        f"{TRAIN_EXTRA_INSTALL}, or export {ONNX_FILE} where Keras is installed")
     return KerasPredictor(run_dir)
 
 

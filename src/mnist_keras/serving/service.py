@@ -35,7 +35,7 @@ from mnist_keras.inference.images import (
 )
 from mnist_keras.inference.predictors import load_predictor, predict_images
 from mnist_keras.inference.reading import read_grey, several_digits
-from mnist_keras.rundir import CONFIG_FILE, METRICS_FILE, check_run_dir
+from mnist_keras.rundir import CONFIG_FILE, METRICS_FILE
 from mnist_keras.serving.metrics import ServiceMetrics
 
 # A batch of the largest images plus multipart framing; JSON pixels are far smaller.
@@ -175,7 +175,6 @@ def load_source(source: Any) -> Any:
     """A predictor: `source` itself if it has `.predict`, else the run directory it names."""
     if hasattr(source, "predict"):
         return source
-    check_run_dir(Path(source))
     return load_predictor(source)
 
 
