@@ -19,6 +19,7 @@ from mnist_keras.evaluation.metrics import evaluate_run, format_summary
 from mnist_keras.inference.export import export_run
 from mnist_keras.inference.predictors import load_predictor
 from mnist_keras.inference.reading import predict_image_files, read_image_files
+from mnist_keras.inference.web_export import export_web
 from mnist_keras.model import load_run_model
 from mnist_keras.reporting.run_report import build_report
 from mnist_keras.rundir import FIGURES_DIR, REPORT_FILE
@@ -100,6 +101,11 @@ def run_report(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    if args.format == "web":
+        written = export_web(args.run, args.out, ort_dir=args.ort_dir)
+        print(f"web export written to {written}; serve it from any static file server, e.g. "
+              f"python -m http.server --directory {written}")
+        return EXIT_OK
     written = export_run(args.run, args.format, args.out)
     print(f"{args.format} export written to {written}")
     return EXIT_OK
