@@ -212,7 +212,11 @@ def page_settings(run_dir: Path, model_path: Path, pin: OrtWebPin) -> dict[str, 
     """page.json: everything the page needs to prepare, run and decide as `mnist-keras predict` does."""
     import onnxruntime
 
-    session = onnxruntime.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    try:
+        session = onnxruntime.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    except Exception as error:  # noqa: BLE001 - ONNX Runtime raises its own types for a file that is no model
+        raise WebExportError(f"{model_path.name} from {run_dir} is not a model ONNX Runtime loads "
+                             f"({images.one_line(error)[:200]}); re-export it with --format onnx") from None
     [model_input], [model_output] = session.get_inputs(), session.get_outputs()
     outputs = model_output.shape[-1]
     if model_input.shape[-1] != NUM_PIXELS or outputs not in (NUM_CLASSES, NUM_CLASSES + 1):

@@ -20,6 +20,13 @@ export function pyRound(value) {
   return Math.round(value);
 }
 
+// `Type.from(source, fn)` and `typed.map(fn)` in a plain loop: V8's built-ins go through the iterator protocol.
+function mapped(source, fn, Type = Float64Array) {
+  const out = new Type(source.length);
+  for (let i = 0; i < source.length; i++) out[i] = fn(source[i], i);
+  return out;
+}
+
 function sorted(values) {
   return Float64Array.from(values).sort();
 }
@@ -73,20 +80,20 @@ function reflect(index, size) {
 
 // ---------------------------------------------------------------- SciPy filters
 
-// One-dimensional pass along rows (axis 0) or columns (axis 1): out[i] = reduce(in[start(i) .. start(i) + size - 1]).
+// One-dimensional pass along rows (axis 0) or columns (axis 1): out[i] = reduce(in[i + start .. i + start + size - 1]),
+// the line padded by reflection first so the inner loops index it directly.
 function filterAxis(img, axis, size, start, reduce) {
   const { rows, columns, data } = img;
   const out = image(rows, columns);
   const length = axis === 0 ? rows : columns;
-  const line = new Float64Array(length);
   const lines = axis === 0 ? columns : rows;
+  const step = axis === 0 ? columns : 1, lineStep = axis === 0 ? 1 : columns;
+  const padded = new Float64Array(length + size - 1);
+  const values = new Float64Array(length);
   for (let l = 0; l < lines; l++) {
-    for (let i = 0; i < length; i++) line[i] = axis === 0 ? data[i * columns + l] : data[l * columns + i];
-    for (let i = 0; i < length; i++) {
-      const value = reduce(line, i + start, size, length);
-      if (axis === 0) out.data[i * columns + l] = value;
-      else out.data[l * columns + i] = value;
-    }
+    for (let j = 0; j < padded.length; j++) padded[j] = data[l * lineStep + reflect(j + start, length) * step];
+    reduce(padded, values, size);
+    for (let i = 0; i < length; i++) out.data[l * lineStep + i * step] = values[i];
   }
   return out;
 }
@@ -100,30 +107,37 @@ function gaussianFilter(img, sigma) {
     weights.push(weight);
     total += weight;
   }
-  const normalised = weights.map((weight) => weight / total);
-  const correlate = (line, first, size, length) => {
-    let sum = 0;
-    for (let k = 0; k < size; k++) sum += normalised[k] * line[reflect(first + k, length)];
-    return sum;
+  const normalised = Float64Array.from(weights, (weight) => weight / total);
+  const correlate = (padded, values, size) => {
+    for (let i = 0; i < values.length; i++) {
+      let sum = 0;
+      for (let k = 0; k < size; k++) sum += normalised[k] * padded[i + k];
+      values[i] = sum;
+    }
   };
   return filterAxis(filterAxis(img, 0, normalised.length, -radius, correlate), 1, normalised.length, -radius,
                     correlate);
 }
 
 // minimum_filter/maximum_filter with a square flat window (separable), origin as SciPy's.
-function rankFilter(img, size, origin, pick) {
-  const start = -(size >> 1) - origin;
-  const reduce = (line, first, length, count) => {
-    let best = line[reflect(first, count)];
-    for (let k = 1; k < length; k++) best = pick(best, line[reflect(first + k, count)]);
-    return best;
+function rankFilter(img, size, origin, largest) {
+  const reduce = (padded, values, count) => {
+    for (let i = 0; i < values.length; i++) {
+      let best = padded[i];
+      for (let k = 1; k < count; k++) {
+        const value = padded[i + k];
+        if (largest ? value > best : value < best) best = value;
+      }
+      values[i] = best;
+    }
   };
+  const start = -(size >> 1) - origin;
   return filterAxis(filterAxis(img, 0, size, start, reduce), 1, size, start, reduce);
 }
 
 // grey_dilation mirrors its window: origin 0 becomes -1 for an even size.
-const dilate = (img, size) => rankFilter(img, size, size % 2 ? 0 : -1, Math.max);
-const erode = (img, size) => rankFilter(img, size, 0, Math.min);
+const dilate = (img, size) => rankFilter(img, size, size % 2 ? 0 : -1, true);
+const erode = (img, size) => rankFilter(img, size, 0, false);
 const greyClosing = (img, size) => erode(dilate(img, size), size);
 const greyOpening = (img, size) => dilate(erode(img, size), size);
 
@@ -148,16 +162,16 @@ function label(mask, rows, columns) {
       size += 1;
       box[0] = Math.min(box[0], row); box[1] = Math.max(box[1], row + 1);
       box[2] = Math.min(box[2], column); box[3] = Math.max(box[3], column + 1);
-      const neighbours = [
-        row > 0 ? index - columns : -1, row < rows - 1 ? index + columns : -1,
-        column > 0 ? index - 1 : -1, column < columns - 1 ? index + 1 : -1,
-      ];
-      for (const next of neighbours) {
-        if (next >= 0 && mask[next] && !labels[next]) {
+      const visit = (next) => {
+        if (mask[next] && !labels[next]) {
           labels[next] = number;
           stack.push(next);
         }
-      }
+      };
+      if (row > 0) visit(index - columns);
+      if (row < rows - 1) visit(index + columns);
+      if (column > 0) visit(index - 1);
+      if (column < columns - 1) visit(index + 1);
     }
     sizes.push(size);
     boxes.push(box);
@@ -225,7 +239,7 @@ function coefficients(inSize, outSize, filter) {
 // Image.resize of a mode "F" image (float32 pixels): horizontal pass, then vertical, each rounded to float32.
 function resize(img, columns, rows, filterName) {
   const filter = FILTERS[filterName];
-  let current = { rows: img.rows, columns: img.columns, data: Float32Array.from(img.data) };
+  let current = { rows: img.rows, columns: img.columns, data: new Float32Array(img.data) };
   if (columns !== img.columns) {
     const taps = coefficients(img.columns, columns, filter);
     const out = new Float32Array(current.rows * columns);
@@ -252,13 +266,13 @@ function resize(img, columns, rows, filterName) {
     }
     current = { rows, columns, data: out };
   }
-  return image(current.rows, current.columns, Float64Array.from(current.data));
+  return image(current.rows, current.columns, new Float64Array(current.data));
 }
 
 // Image.reduce(factor) of a mode "F" image: the mean of each factor × factor box (partial boxes at the edges).
 function reduceFloat(img, factor) {
   const rows = Math.ceil(img.rows / factor), columns = Math.ceil(img.columns / factor);
-  const source = Float32Array.from(img.data);
+  const source = new Float32Array(img.data);
   const out = new Float32Array(rows * columns);
   for (let row = 0; row < rows; row++) {
     for (let column = 0; column < columns; column++) {
@@ -272,7 +286,7 @@ function reduceFloat(img, factor) {
       out[row * columns + column] = sum / count;
     }
   }
-  return image(rows, columns, Float64Array.from(out));
+  return image(rows, columns, new Float64Array(out));
 }
 
 // ---------------------------------------------------------------- the preparation
@@ -308,7 +322,7 @@ export function preparation(settings) {
       if (size < P.STRAY_MARK_FRACTION * sizes[largest] && (gap > reach || (gap > 0 && isDot(size, box, main)))) return;
       keep[index + 1] = 1;
     });
-    return Uint8Array.from(labels, (number) => keep[number]);
+    return mapped(labels, (number) => keep[number], Uint8Array);
   }
 
   function cropToInk(ink) {
@@ -335,7 +349,7 @@ export function preparation(settings) {
     const scale = side / Math.max(ink.rows, ink.columns);
     const columns = Math.max(1, pyRound(ink.columns * scale)), rows = Math.max(1, pyRound(ink.rows * scale));
     const resized = (columns === ink.columns && rows === ink.rows)
-      ? image(rows, columns, Float64Array.from(Float32Array.from(ink.data)))
+      ? image(rows, columns, new Float64Array(new Float32Array(ink.data)))
       : resize(ink, columns, rows, "lanczos");
     for (let i = 0; i < resized.data.length; i++) resized.data[i] = Math.min(1, Math.max(0, resized.data[i]));
     const peak = maximum(resized.data);
@@ -367,18 +381,18 @@ export function preparation(settings) {
   function normalise28(gray) {
     const peak = maximum(gray.data);
     if (peak < P.MIN_INK_CONTRAST) throw new ImageError("no ink found: the image is blank");
-    const ink = image(gray.rows, gray.columns, gray.data.map((value) => Math.min(1, Math.max(0, value / peak))));
-    const strokes = keepStrokes(Uint8Array.from(ink.data, (value) => value > P.INK_THRESHOLD_FRACTION),
+    const ink = image(gray.rows, gray.columns, mapped(gray.data, (value) => Math.min(1, Math.max(0, value / peak))));
+    const strokes = keepStrokes(mapped(ink.data, (value) => (value > P.INK_THRESHOLD_FRACTION ? 1 : 0), Uint8Array),
                                 ink.rows, ink.columns);
     for (let i = 0; i < ink.data.length; i++) ink.data[i] *= strokes[i];
     if (anyOf(ink.data)) {
-      const margin = binaryDilation(Uint8Array.from(ink.data, (value) => value > 0), ink.rows, ink.columns);
+      const margin = binaryDilation(mapped(ink.data, (value) => (value > 0 ? 1 : 0), Uint8Array), ink.rows, ink.columns);
       for (let i = 0; i < ink.data.length; i++) ink.data[i] *= margin[i];
     }
     const cropped = cropToInk(ink);
     if (Math.max(cropped.rows, cropped.columns) === P.DIGIT_BOX_SIDE) {
       const peakInk = Math.max(maximum(cropped.data), 1e-9);
-      return centreByMass(image(cropped.rows, cropped.columns, cropped.data.map((value) => value / peakInk)));
+      return centreByMass(image(cropped.rows, cropped.columns, mapped(cropped.data, (value) => value / peakInk)));
     }
     return centreByMass(scaleToBox(cropped));
   }
@@ -388,27 +402,27 @@ export function preparation(settings) {
     if (Math.min(gray.rows, gray.columns) < IMAGE_SIDE) return null;
     const factor = Math.max(1, Math.ceil(Math.max(gray.rows, gray.columns) / P.BACKGROUND_SIDE));
     const small = factor > 1 ? reduceFloat(gray, factor)
-      : image(gray.rows, gray.columns, Float64Array.from(Float32Array.from(gray.data)));
+      : image(gray.rows, gray.columns, new Float64Array(new Float32Array(gray.data)));
     const window = Math.max(3, pyRound(P.BACKGROUND_WINDOW_FRACTION * Math.max(small.rows, small.columns)));
     const closed = greyClosing(small, window);
     const opened = greyOpening(small, window);
     if (Math.min(ptp(closed.data), ptp(opened.data)) <= P.BACKGROUND_VARIATION) return null;
     const darkContrast = percentile(
-      closed.data.map((value, i) => (value - small.data[i]) / Math.max(value, P.MIN_INK_CONTRAST)),
+      mapped(closed.data, (value, i) => (value - small.data[i]) / Math.max(value, P.MIN_INK_CONTRAST)),
       P.POLARITY_PERCENTILE);
-    const lightContrast = percentile(small.data.map((value, i) => value - opened.data[i]), P.POLARITY_PERCENTILE);
+    const lightContrast = percentile(mapped(small.data, (value, i) => value - opened.data[i]), P.POLARITY_PERCENTILE);
     const darkInk = darkContrast >= lightContrast;
     const wider = darkInk ? greyClosing(small, 2 * window) : greyOpening(small, 2 * window);
-    const change = darkInk ? wider.data.map((value, i) => value - closed.data[i])
-      : opened.data.map((value, i) => value - wider.data[i]);
+    const change = darkInk ? mapped(wider.data, (value, i) => value - closed.data[i])
+      : mapped(opened.data, (value, i) => value - wider.data[i]);
     if (percentile(change, P.BACKGROUND_CHANGE_PERCENTILE) > P.BACKGROUND_MAX_CHANGE) return null;
     const level = resize(darkInk ? closed : opened, gray.columns, gray.rows, "bilinear").data;
     const clip = (value) => Math.min(1, Math.max(0, value));
     if (darkInk) {
       return (img) => image(img.rows, img.columns,
-                            img.data.map((value, i) => clip((level[i] - value) / Math.max(level[i], P.MIN_INK_CONTRAST))));
+                            mapped(img.data, (value, i) => clip((level[i] - value) / Math.max(level[i], P.MIN_INK_CONTRAST))));
     }
-    return (img) => image(img.rows, img.columns, img.data.map((value, i) => clip(value - level[i])));
+    return (img) => image(img.rows, img.columns, mapped(img.data, (value, i) => clip(value - level[i])));
   }
 
   // ruled_lines: the mask's pixels on straight lines across nearly the whole image.
@@ -492,7 +506,7 @@ export function preparation(settings) {
       }
     }
     const edge = binaryDilation(fullSize, height, width);
-    return Uint8Array.from(edge, (value, i) => value && mask[i]);
+    return mapped(edge, (value, i) => (value && mask[i] ? 1 : 0), Uint8Array);
   }
 
   // find_ink + stroke_ink (= ink_map): ink in [0, 1] of one digit's strokes, either polarity.
@@ -510,8 +524,8 @@ export function preparation(settings) {
       for (const value of smooth.data) { low = Math.min(low, value); high = Math.max(high, value); }
       const darker = background - low, lighter = high - background;
       const darkInk = darker > lighter;
-      ink = gray.data.map((value) => (darkInk ? background - value : value - background));
-      smoothInk = smooth.data.map((value) => (darkInk ? background - value : value - background));
+      ink = mapped(gray.data, (value) => (darkInk ? background - value : value - background));
+      smoothInk = mapped(smooth.data, (value) => (darkInk ? background - value : value - background));
       contrast = Math.max(darker, lighter);
     }
     if (contrast < P.MIN_INK_CONTRAST) {
@@ -521,13 +535,13 @@ export function preparation(settings) {
     const centre = median(borderInk);
     const noise = P.MAD_TO_SIGMA * median(borderInk.map((value) => Math.abs(value - centre)));
     const threshold = Math.max(P.INK_THRESHOLD_FRACTION * contrast, P.NOISE_SIGMAS * noise);
-    const found = Uint8Array.from(smoothInk, (value) => value > threshold);
+    const found = mapped(smoothInk, (value) => (value > threshold ? 1 : 0), Uint8Array);
     const ruling = ruledLines(found, gray.rows, gray.columns);
-    const mask = Uint8Array.from(found, (value, i) => value && !ruling[i]);
+    const mask = mapped(found, (value, i) => (value && !ruling[i] ? 1 : 0), Uint8Array);
     let strokes = keepStrokes(mask, gray.rows, gray.columns);
     if (!anyOf(strokes)) throw new ImageError("no ink found: the image is blank");
     strokes = binaryDilation(strokes, gray.rows, gray.columns);
-    const result = image(gray.rows, gray.columns, ink.map((value, i) =>
+    const result = image(gray.rows, gray.columns, mapped(ink, (value, i) =>
       Math.min(1, Math.max(0, (value - threshold / 2) / (contrast - threshold / 2))) * strokes[i]));
     if (!anyOf(result.data)) throw new ImageError("no ink found: the image is blank");
     return result;
@@ -579,7 +593,7 @@ export function preparation(settings) {
     }
     if (opacitySum === 0) throw new ImageError("no ink found: the image is entirely transparent");
     const background = strokeSum / opacitySum < 0.5 ? 1.0 : 0.0;
-    return image(rows, columns, brightness.map((value, i) => value * opacity[i] + background * (1 - opacity[i])));
+    return image(rows, columns, mapped(brightness, (value, i) => value * opacity[i] + background * (1 - opacity[i])));
   }
 
   return { mnistStyle, greyFromRGBA, image };
