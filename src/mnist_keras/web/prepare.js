@@ -289,6 +289,46 @@ function reduceFloat(img, factor) {
   return image(rows, columns, new Float64Array(out));
 }
 
+// Image.reduce(factor) of an RGBA image as Pillow does it: alpha premultiplied (RGBa), each box summed in
+// integers and divided with Pillow's fixed-point reciprocal, then alpha divided out again.
+function reduceRGBA(rgba, width, height, factor) {
+  const premultiplied = new Uint8Array(rgba.length);
+  for (let i = 0; i < rgba.length; i += 4) {
+    const alpha = rgba[i + 3];
+    for (let band = 0; band < 3; band++) {
+      const product = rgba[i + band] * alpha + 128;
+      premultiplied[i + band] = ((product >> 8) + product) >> 8;
+    }
+    premultiplied[i + 3] = alpha;
+  }
+  const columns = Math.ceil(width / factor), rows = Math.ceil(height / factor);
+  const out = new Uint8ClampedArray(rows * columns * 4);
+  const sums = new Float64Array(4);
+  for (let row = 0; row < rows; row++) {
+    const rowStop = Math.min(height, (row + 1) * factor);
+    for (let column = 0; column < columns; column++) {
+      const columnStop = Math.min(width, (column + 1) * factor);
+      const scale = (rowStop - row * factor) * (columnStop - column * factor);
+      // Pillow's division_UINT32(scale, 8) in float32, and its rounding term.
+      const multiplier = Math.trunc(Math.fround(4294967296 / Math.fround(256 * scale)));
+      sums.fill(Math.floor(scale / 2));
+      for (let r = row * factor; r < rowStop; r++) {
+        for (let c = column * factor; c < columnStop; c++) {
+          const offset = 4 * (r * width + c);
+          for (let band = 0; band < 4; band++) sums[band] += premultiplied[offset + band];
+        }
+      }
+      const offset = 4 * (row * columns + column);
+      for (let band = 0; band < 4; band++) out[offset + band] = Math.floor((sums[band] * multiplier) / 16777216);
+      const alpha = out[offset + 3];
+      if (alpha !== 255 && alpha !== 0) {
+        for (let band = 0; band < 3; band++) out[offset + band] = Math.min(255, Math.floor((255 * out[offset + band]) / alpha));
+      }
+    }
+  }
+  return out;
+}
+
 // ---------------------------------------------------------------- the preparation
 
 export function preparation(settings) {
@@ -559,27 +599,9 @@ export function preparation(settings) {
     const factor = Math.ceil(Math.max(width, height) / P.WORKING_SIDE);
     let pixels = rgba, columns = width, rows = height;
     if (factor > 1) {
-      // Pillow reduces RGBA with premultiplied alpha; a box mean of each channel.
-      columns = Math.ceil(width / factor); rows = Math.ceil(height / factor);
-      pixels = new Uint8ClampedArray(rows * columns * 4);
-      for (let row = 0; row < rows; row++) {
-        for (let column = 0; column < columns; column++) {
-          const sums = [0, 0, 0, 0];
-          let count = 0;
-          for (let r = row * factor; r < Math.min(height, (row + 1) * factor); r++) {
-            for (let c = column * factor; c < Math.min(width, (column + 1) * factor); c++) {
-              const offset = 4 * (r * width + c), alpha = rgba[offset + 3];
-              for (let band = 0; band < 3; band++) sums[band] += rgba[offset + band] * alpha / 255;
-              sums[3] += alpha;
-              count += 1;
-            }
-          }
-          const offset = 4 * (row * columns + column);
-          const alpha = sums[3] / count;
-          for (let band = 0; band < 3; band++) pixels[offset + band] = alpha > 0 ? (sums[band] / count) * 255 / alpha : 0;
-          pixels[offset + 3] = alpha;
-        }
-      }
+      columns = Math.ceil(width / factor);
+      rows = Math.ceil(height / factor);
+      pixels = reduceRGBA(rgba, width, height, factor);
     }
     const count = rows * columns;
     const brightness = new Float64Array(count), opacity = new Float64Array(count);
