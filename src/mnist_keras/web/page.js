@@ -263,6 +263,7 @@ async function start() {
     // Threads need SharedArrayBuffer, which only a cross-origin isolated page (COOP and COEP headers) has;
     // a plain static host (GitHub Pages, python -m http.server) gets the single-threaded path.
     if (!self.crossOriginIsolated) ort.env.wasm.numThreads = 1;
+    document.body.dataset.threads = String(ort.env.wasm.numThreads ?? "default");
     session = await ort.InferenceSession.create(settings.model.file, { executionProviders: ["wasm"] });
   } catch (error) {
     statusText.textContent = "could not start the model: " + error;
