@@ -1,6 +1,6 @@
 """The exported web page (`mnist-keras export RUN --format web`): what it weighs and how fast it answers.
 
-    python benchmarks/web_page.py RUN [--ort-dir DIR] [--loads 3] [--drawings 12] [--json FILE]
+    python benchmarks/web_page.py RUN [--ort-dir DIR] [--loads 3] [--drawings 12] [--out benchmarks/results]
 
 Exports RUN's page to a temporary folder, serves it with Python's http.server
 on 127.0.0.1 (plain static files: no COOP/COEP headers, so ONNX Runtime Web
@@ -18,7 +18,8 @@ runs on one thread, as on GitHub Pages), and drives headless Chromium:
   and the model's run (ONNX Runtime Web, wasm SIMD, one thread) apart.
 
 Prints the machine (CPU model and its widest vector extension), Chromium's
-version and the figures; `--json` writes them too.
+version and the figures; `--out DIR` writes them too, as DIR/web_page.json and
+DIR/web_page.md (the table the README quotes).
 """
 
 from __future__ import annotations
@@ -228,12 +229,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ort-dir", help="onnxruntime-web's dist folder (default: the cache, or npm once)")
     parser.add_argument("--loads", type=int, default=3, help="cold page loads for the time to first answer")
     parser.add_argument("--drawings", type=int, default=12, help="digits drawn for the per-drawing latency")
-    parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--out", type=Path, help="also write web_page.json and web_page.md here")
     args = parser.parse_args(argv)
     results = measure(args.run, args.ort_dir, args.loads, args.drawings)
-    print(report(results), end="")
-    if args.json:
-        harness.write_json(args.json, results)
+    table = report(results)
+    print(table, end="")
+    if args.out:
+        harness.write_results(args.out, "web_page", results, f"`python benchmarks/web_page.py {args.run}`\n\n{table}")
     return 0
 
 

@@ -119,17 +119,25 @@ function gaussianFilter(img, sigma) {
                     correlate);
 }
 
-// minimum_filter/maximum_filter with a square flat window (separable), origin as SciPy's.
+// minimum_filter/maximum_filter with a square flat window (separable), origin as SciPy's. Each line by van
+// Herk and Gil-Werman's method: running extremes within blocks of the window's length, from the left and
+// from the right, so every output takes one comparison of the two, whatever the window (exact: min and max
+// do not round).
 function rankFilter(img, size, origin, largest) {
+  const better = largest ? (a, b) => (a > b ? a : b) : (a, b) => (a < b ? a : b);
+  let fromLeft = new Float64Array(0), fromRight = new Float64Array(0);
   const reduce = (padded, values, count) => {
-    for (let i = 0; i < values.length; i++) {
-      let best = padded[i];
-      for (let k = 1; k < count; k++) {
-        const value = padded[i + k];
-        if (largest ? value > best : value < best) best = value;
-      }
-      values[i] = best;
+    if (fromLeft.length !== padded.length) {
+      fromLeft = new Float64Array(padded.length);
+      fromRight = new Float64Array(padded.length);
     }
+    for (let i = 0; i < padded.length; i++) {
+      fromLeft[i] = i % count === 0 ? padded[i] : better(fromLeft[i - 1], padded[i]);
+    }
+    for (let i = padded.length - 1; i >= 0; i--) {
+      fromRight[i] = i % count === count - 1 || i === padded.length - 1 ? padded[i] : better(fromRight[i + 1], padded[i]);
+    }
+    for (let i = 0; i < values.length; i++) values[i] = better(fromRight[i], fromLeft[i + count - 1]);
   };
   const start = -(size >> 1) - origin;
   return filterAxis(filterAxis(img, 0, size, start, reduce), 1, size, start, reduce);
@@ -148,33 +156,40 @@ function label(mask, rows, columns) {
   const labels = new Int32Array(rows * columns);
   const boxes = []; // [rowStart, rowStop, columnStart, columnStop], as ndimage.find_objects
   const sizes = [];
-  const stack = [];
+  const stack = new Int32Array(rows * columns); // each pixel is pushed at most once
   for (let start = 0; start < mask.length; start++) {
     if (!mask[start] || labels[start]) continue;
     const number = sizes.length + 1;
-    const box = [rows, 0, columns, 0];
-    let size = 0;
+    let top = rows, bottom = 0, left = columns, right = 0, size = 0, depth = 0;
     labels[start] = number;
-    stack.push(start);
-    while (stack.length) {
-      const index = stack.pop();
-      const row = Math.floor(index / columns), column = index % columns;
+    stack[depth++] = start;
+    while (depth > 0) {
+      const index = stack[--depth];
+      const row = (index / columns) | 0, column = index - row * columns;
       size += 1;
-      box[0] = Math.min(box[0], row); box[1] = Math.max(box[1], row + 1);
-      box[2] = Math.min(box[2], column); box[3] = Math.max(box[3], column + 1);
-      const visit = (next) => {
-        if (mask[next] && !labels[next]) {
-          labels[next] = number;
-          stack.push(next);
-        }
-      };
-      if (row > 0) visit(index - columns);
-      if (row < rows - 1) visit(index + columns);
-      if (column > 0) visit(index - 1);
-      if (column < columns - 1) visit(index + 1);
+      if (row < top) top = row;
+      if (row + 1 > bottom) bottom = row + 1;
+      if (column < left) left = column;
+      if (column + 1 > right) right = column + 1;
+      if (row > 0 && mask[index - columns] && !labels[index - columns]) {
+        labels[index - columns] = number;
+        stack[depth++] = index - columns;
+      }
+      if (row < rows - 1 && mask[index + columns] && !labels[index + columns]) {
+        labels[index + columns] = number;
+        stack[depth++] = index + columns;
+      }
+      if (column > 0 && mask[index - 1] && !labels[index - 1]) {
+        labels[index - 1] = number;
+        stack[depth++] = index - 1;
+      }
+      if (column < columns - 1 && mask[index + 1] && !labels[index + 1]) {
+        labels[index + 1] = number;
+        stack[depth++] = index + 1;
+      }
     }
     sizes.push(size);
-    boxes.push(box);
+    boxes.push([top, bottom, left, right]);
   }
   return { labels, sizes, boxes };
 }
