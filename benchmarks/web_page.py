@@ -186,7 +186,10 @@ def measure(run: Path, ort_dir: str | None, loads: int, drawings: int) -> dict:
             server.shutdown()
     totals = [reading["total"] for reading in readings]
     prepares = [reading["prepare"] for reading in readings]
+    record, metrics = (json.loads((run / name).read_text()) for name in ("config.json", "metrics.json"))
     return {
+        "run": {"recipe": record.get("recipe_name"), "model": record["recipe"].get("model"),
+                "seed": record["recipe"].get("seed"), "test_accuracy": metrics.get("test_accuracy")},
         "machine": harness.machine_line(),
         "chromium": browser_version,
         "onnxruntime_web": json.loads((Path(__file__).resolve().parents[1] / "src" / "mnist_keras" / "web"
@@ -209,7 +212,9 @@ def measure(run: Path, ort_dir: str | None, loads: int, drawings: int) -> dict:
 
 
 def report(results: dict) -> str:
-    lines = [f"machine: {results['machine']} (load average {results['load_average']:.2f})",
+    run = results["run"]
+    lines = [f"run: recipe {run['recipe']} ({run['model']}, seed {run['seed']}), test accuracy {run['test_accuracy']}",
+             f"machine: {results['machine']} (load average {results['load_average']:.2f})",
              f"browser: headless Chromium {results['chromium']}, ONNX Runtime Web {results['onnxruntime_web']} "
              f"(wasm, threads {results['threads']}, cross-origin isolated {results['cross_origin_isolated']})",
              "", "| file | bytes | gzipped |", "| --- | ---: | ---: |"]
@@ -235,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     table = report(results)
     print(table, end="")
     if args.out:
-        harness.write_results(args.out, "web_page", results, f"`python benchmarks/web_page.py {args.run}`\n\n{table}")
+        harness.write_results(args.out, "web_page", results, f"`python benchmarks/web_page.py RUN`\n\n{table}")
     return 0
 
 
