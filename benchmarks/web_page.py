@@ -64,7 +64,7 @@ DRAWINGS = [
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format, *args):  # noqa: A002 - http.server's signature
+    def log_message(self, format, *args):  # http.server's signature
         pass
 
 
@@ -215,16 +215,16 @@ def report(results: dict) -> str:
     run = results["run"]
     lines = [f"run: recipe {run['recipe']} ({run['model']}, seed {run['seed']}), test accuracy {run['test_accuracy']}",
              f"machine: {results['machine']} (load average {results['load_average']:.2f})",
-             f"browser: headless Chromium {results['chromium']}, ONNX Runtime Web {results['onnxruntime_web']} "
-             f"(wasm, threads {results['threads']}, cross-origin isolated {results['cross_origin_isolated']})",
+             (f"browser: headless Chromium {results['chromium']}, ONNX Runtime Web {results['onnxruntime_web']} "
+              f"(wasm, threads {results['threads']}, cross-origin isolated {results['cross_origin_isolated']})"),
              "", "| file | bytes | gzipped |", "| --- | ---: | ---: |"]
     lines += [f"| {entry['file']} | {entry['bytes']:,} | {entry['gzipped']:,} |" for entry in results["files"]]
     lines += [f"| **page, all files** | **{results['page_bytes']:,}** | **{results['page_gzipped_bytes']:,}** |", "",
-              f"time to first answer (empty cache, median of {len(results['cold_loads'])}): "
-              f"{results['first_answer_ms']:.0f} ms (model ready at {results['ready_ms']:.0f} ms)",
-              f"per drawing ({results['drawings']} drawings, final reading of each): median "
-              f"{results['reading_median_ms']:.1f} ms (preparation {results['prepare_median_ms']:.1f} ms, "
-              f"model {results['model_median_ms']:.1f} ms), slowest {results['reading_max_ms']:.1f} ms"]
+              (f"time to first answer (empty cache, median of {len(results['cold_loads'])}): "
+               f"{results['first_answer_ms']:.0f} ms (model ready at {results['ready_ms']:.0f} ms)"),
+              (f"per drawing ({results['drawings']} drawings, final reading of each): median "
+               f"{results['reading_median_ms']:.1f} ms (preparation {results['prepare_median_ms']:.1f} ms, "
+               f"model {results['model_median_ms']:.1f} ms), slowest {results['reading_max_ms']:.1f} ms")]
     return "\n".join(lines) + "\n"
 
 

@@ -10,6 +10,7 @@ the npm registry: ONNX Runtime Web's files are stand-ins with its banner, and
 from __future__ import annotations
 
 import base64
+import fnmatch
 import io
 import json
 import os
@@ -19,6 +20,7 @@ import subprocess
 import sys
 import tarfile
 import time
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +37,7 @@ from mnist_keras.inference.web_export import (
     ORT_FILES,
     PAGE_DIR,
     PAGE_FILES,
+    SHARED_FILES,
     OrtWebPin,
     WebExportError,
     export_web,
@@ -46,7 +49,7 @@ from mnist_keras.model import load_run_model
 
 NODE = shutil.which("node")
 HARNESS = Path(__file__).parent / "prepare_node.mjs"
-EXPECTED_FILES = sorted([*PAGE_FILES, "style.css", "page.json", "model.onnx", *(f"ort/{name}" for name in ORT_FILES)])
+EXPECTED_FILES = sorted([*PAGE_FILES, *SHARED_FILES, "page.json", "model.onnx", *(f"ort/{name}" for name in ORT_FILES)])
 # prepare.js computes what Python computes in float64 and rounds where Python rounds to float32;
 # the sums are taken in another order, so the last float32 bit may differ.
 PORT_TOLERANCE = 1e-6
@@ -89,6 +92,15 @@ def test_the_lock_file_pins_one_exact_onnxruntime_web(pin):
     assert json.loads(LOCK_FILE.read_text())["packages"][""]["dependencies"]["onnxruntime-web"] == declared
 
 
+def test_the_page_and_the_pin_ship_in_the_package():
+    package_data = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"]
+    shipped = [f"web/{name}" for name in (*PAGE_FILES, "package.json", LOCK_FILE.name)]
+    assert all(any(fnmatch.fnmatch(name, pattern) for pattern in package_data["mnist_keras"]) for name in shipped)
+    assert all(any(fnmatch.fnmatch(f"static/{name}", pattern) for pattern in package_data["mnist_keras.serving"])
+               for name in SHARED_FILES)
+
+
 # ---------------------------------------------------------------- the folder
 
 
@@ -108,7 +120,7 @@ def test_web_export_writes_the_page_the_runs_model_and_the_pinned_runtime(tiny_r
     assert {key: settings[key] for key in ("shape", "decision", "preparation")} == preparation_settings()
     assert settings["about"]["run"] == tiny_run.name
     # Nothing comes from anywhere but the folder: no absolute URLs in the page.
-    for name in PAGE_FILES:
+    for name in (*PAGE_FILES, *SHARED_FILES):
         assert not re.search(r"https?://|//cdn", (out / name).read_text()), name
     assert sorted(path.name for path in tmp_path.iterdir()) == ["site"]  # no staging folder left
     assert files_under(tiny_run) == run_files  # the run is only read
@@ -290,7 +302,7 @@ def run_prepare_js(request: dict) -> dict:
         pytest.fail("node not found: install Node.js (the web export needs it for npm too)")
     request = {"prepare": str(PAGE_DIR / "prepare.js"), "settings": preparation_settings()} | request
     result = subprocess.run([NODE, str(HARNESS)], input=json.dumps(request), capture_output=True, text=True,
-                            timeout=120)
+                            timeout=120, check=False)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 

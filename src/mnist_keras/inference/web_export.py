@@ -3,7 +3,7 @@
 The folder holds:
 
     index.html, page.js, prepare.js, page.css   the page (mnist_keras/web/)
-    style.css                                   the served drawing page's style, shared
+    style.css, drawing.js                       the served drawing page's style, pad and answer panel, shared
     page.json                                   what the page reads at start: the model's file, input name
                                                 and outputs, the decision's thresholds, the preparation's
                                                 constants (from `decision` and `images`, so the JavaScript
@@ -35,11 +35,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import mnist_keras.inference.decision as decision
-import mnist_keras.inference.images as images
 from mnist_keras.constants import IMAGE_SIDE, NUM_CLASSES, NUM_PIXELS
 from mnist_keras.data.mnist import default_cache_dir
 from mnist_keras.errors import UserError
+from mnist_keras.inference import decision, images
 from mnist_keras.inference.export import INPUT_NAME, export_run
 from mnist_keras.inference.predictors import current_onnx_export
 from mnist_keras.rundir import CONFIG_FILE, METRICS_FILE, ONNX_FILE, check_run_dir, read_json, replace_path
@@ -47,7 +46,9 @@ from mnist_keras.rundir import CONFIG_FILE, METRICS_FILE, ONNX_FILE, check_run_d
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 PAGE_DIR = PACKAGE_DIR / "web"
 PAGE_FILES = ("index.html", "page.js", "prepare.js", "page.css")
-SHARED_STYLE = PACKAGE_DIR / "serving" / "static" / "style.css"  # the served page's look, one file for both
+# The served page's look, drawing pad and answer panel: one copy for both pages.
+SHARED_DIR = PACKAGE_DIR / "serving" / "static"
+SHARED_FILES = ("style.css", "drawing.js")
 LOCK_FILE = PAGE_DIR / "package-lock.json"
 SETTINGS_FILE = "page.json"
 DEFAULT_DIR_NAME = "web"
@@ -156,7 +157,8 @@ def fetch_ort_web(pin: OrtWebPin, cache: Path, npm: str | None = None) -> Path:
     try:
         try:
             result = subprocess.run([npm, "pack", pin.spec, "--pack-destination", str(staging), "--silent"],
-                                    capture_output=True, text=True, timeout=NPM_TIMEOUT_SECONDS, cwd=staging)
+                                    capture_output=True, text=True, timeout=NPM_TIMEOUT_SECONDS, cwd=staging,
+                                    check=False)
         except (OSError, subprocess.TimeoutExpired) as error:
             raise WebExportError(f"npm pack {pin.spec} did not run ({images.one_line(error)}); pass --ort-dir "
                                  "instead") from None
@@ -261,7 +263,8 @@ def export_web(run_dir: str | Path, out: str | Path | None = None, ort_dir: str 
         (folder / ORT_DIR_NAME).mkdir(parents=True)
         for name in PAGE_FILES:
             shutil.copyfile(PAGE_DIR / name, folder / name)
-        shutil.copyfile(SHARED_STYLE, folder / SHARED_STYLE.name)
+        for name in SHARED_FILES:
+            shutil.copyfile(SHARED_DIR / name, folder / name)
         for name in ORT_FILES:
             shutil.copyfile(ort_source / name, folder / ORT_DIR_NAME / name)
         model_path = folder / ONNX_FILE
