@@ -93,7 +93,7 @@ def test_drawing_page_is_served_and_works_offline(client):
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
     for element in ('id="pad"', 'id="clear"', 'id="seen"', 'id="bars"', 'id="digit"'):
         assert element in page.text
-    for name in ("app.js", "style.css"):
+    for name in ("app.js", "drawing.js", "style.css"):
         assert client.get(f"/static/{name}").status_code == 200
     # No scripts, styles or fonts from elsewhere: everything the page loads is ours.
     for path in STATIC_DIR.iterdir():

@@ -245,10 +245,19 @@ def build_parser() -> ArgumentParser:
     add_data_flag(report)
     add_backend_flag(report)
 
-    export = commands.add_parser("export", help="export a run's model as ONNX or a TensorFlow SavedModel")
+    export = commands.add_parser(
+        "export", help="export a run's model as ONNX, a TensorFlow SavedModel, or a static web page",
+        description="Export a run's model. --format web writes a folder that any static file server (or GitHub "
+        "Pages) can serve: the drawing page, model.onnx and ONNX Runtime Web, which reads digits in the browser "
+        "with no server behind it. ONNX Runtime Web's files come from --ort-dir, the cache, or npm (once).",
+    )
     export.add_argument("run", metavar="RUN", help="run directory")
-    export.add_argument("--format", required=True, choices=("onnx", "saved_model"), help="what to write")
-    export.add_argument("--out", metavar="PATH", help="where to write (default: RUN/model.onnx or RUN/saved_model)")
+    export.add_argument("--format", required=True, choices=("onnx", "saved_model", "web"), help="what to write")
+    export.add_argument("--out", metavar="PATH",
+                        help="where to write (default: RUN/model.onnx, RUN/saved_model or RUN/web)")
+    export.add_argument("--ort-dir", metavar="DIR",
+                        help="with --format web: a folder of the pinned onnxruntime-web (the package or its dist/), "
+                        "instead of the cache or npm")
     add_sweep_commands(commands)
     return parser
 
@@ -379,6 +388,8 @@ def choose_backend(args: argparse.Namespace) -> str | None:
         return select_backend(args.backend)  # the driver's; each trial chooses its own
     if args.command == "export":
         check_run_dir(Path(args.run))
+        if args.ort_dir is not None and args.format != "web":
+            raise UserError("--ort-dir is for --format web only")
         # Both formats are written by Keras's TensorFlow exporters; where Keras is already
         # loaded on another backend, export_run runs them in a TensorFlow child process.
         return keras_loaded_backend() or select_backend("tensorflow")

@@ -105,7 +105,13 @@ def run_report(args: argparse.Namespace) -> int:
 
 def run_export(args: argparse.Namespace) -> int:
     from mnist_keras.inference.export import export_run
+    from mnist_keras.inference.web_export import export_web
 
+    if args.format == "web":
+        written = export_web(args.run, args.out, ort_dir=args.ort_dir)
+        print(f"web export written to {written}; serve it from any static file server, e.g. "
+              f"python -m http.server --directory {written}")
+        return EXIT_OK
     written = export_run(args.run, args.format, args.out)
     print(f"{args.format} export written to {written}")
     return EXIT_OK

@@ -8,6 +8,8 @@ checked against the Keras model before it is published, and written to a
 temporary name first, so a failed export leaves nothing behind.
 
 Run as a module (`python -m mnist_keras.inference.export RUN FORMAT OUT`) it is that child.
+The third format, a static web page (`--format web`), is `mnist_keras.inference.web_export`'s; it
+puts this module's ONNX export in its folder.
 """
 
 from __future__ import annotations
