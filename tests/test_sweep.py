@@ -1,4 +1,7 @@
-"""Sweeps on Ray Tune: space files, an embedded sweep killed and resumed, a two-node cluster that loses a node.
+"""Sweeps on Ray Tune: space files, an embedded sweep killed and resumed, two-node clusters that lose a node.
+
+Clusters come two ways: `ray.cluster_utils.Cluster` in this process, and `ray start` processes with one
+token, as the README's recipe starts them (which also check the one-line errors of `--address`).
 
 The Ray tests train on a slice of the real MNIST (`--limit`), small networks, few epochs.
 Ray runs on loopback only; every process a test starts is stopped by its id (never `ray stop`).
@@ -428,6 +431,45 @@ def test_sweep_with_another_token_is_one_line_naming_its_source_not_its_text(tok
     assert cli.main(sweep_at(address, tmp_path)) == 2
     assert f"refused the token from {token_file}" in capsys.readouterr().err
     assert not (tmp_path / "sweep").exists()
+
+
+def test_sweep_with_ray_auth_mode_disabled_against_a_token_cluster_says_so(token_head, tmp_path, no_token,
+                                                                          monkeypatch, capsys):
+    address, token = token_head
+    monkeypatch.setenv("RAY_AUTH_TOKEN", token)
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    assert cli.main(sweep_at(address, tmp_path)) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "RAY_AUTH_MODE=disabled here" in error and token not in error
+
+
+@pytest.mark.parametrize("address", ["6379", "head:", "head:port", "head:70000"])
+def test_sweep_address_that_is_not_host_port_is_one_line_and_exit_2(address, tmp_path, no_token, capsys):
+    assert cli.main(sweep_at(address, tmp_path)) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "is not HOST:PORT" in error
+
+
+def test_the_token_is_looked_up_where_ray_looks_and_never_shown(tmp_path, no_token, monkeypatch):
+    from mnist_keras.errors import ClusterError
+    from mnist_keras.sweeps.cluster import find_token
+
+    assert find_token() is None
+    home_file = tmp_path / "empty-home" / ".ray" / "auth_token"
+    home_file.parent.mkdir(parents=True)
+    home_file.write_text("from-home\n")
+    assert (find_token().value, find_token().source) == ("from-home", str(home_file))
+    path_file = tmp_path / "token"
+    path_file.write_text("from-path")
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(path_file))
+    assert (find_token().value, find_token().source) == ("from-path", str(path_file))
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "from-variable")
+    assert (find_token().value, find_token().source) == ("from-variable", "RAY_AUTH_TOKEN")
+    assert "from-variable" not in repr(find_token())
+    monkeypatch.delenv("RAY_AUTH_TOKEN")
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "missing"))
+    with pytest.raises(ClusterError, match="cannot be read"):  # Ray refuses to fall back here, so do we
+        find_token()
 
 
 JOIN_AND_COUNT_NODES = """

@@ -88,8 +88,8 @@ def check_listening(address: str, timeout: float = JOIN_TIMEOUT_S) -> None:
     try:
         socket.create_connection((host, port), timeout=timeout).close()
     except OSError as error:
-        reason = "no answer" if isinstance(error, TimeoutError) else error.strerror or str(error)
-        raise ClusterError(f"nothing listens at {address} ({reason} within {timeout:g} s): start the head there "
+        reason = f"no answer within {timeout:g} s" if isinstance(error, TimeoutError) else error.strerror or error
+        raise ClusterError(f"nothing listens at {address} ({reason}): start the head there "
                            f"with `ray start --head --port={port}`, or pass the address it printed") from None
 
 
