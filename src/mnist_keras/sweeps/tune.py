@@ -1,7 +1,8 @@
 """Sweeps on Ray Tune: every trial is a normal training run, checkpointed through Tune every epoch.
 
 `run_sweep(plan)` starts Ray embedded on this machine (loopback only, no
-dashboard, no usage reporting) or joins the cluster at `plan.address`, runs one
+dashboard, no usage reporting) or joins the cluster at `plan.address` (once
+`sweeps.cluster` has checked that its head takes this machine's token), runs one
 trial per point of the search space, and writes under `plan.out`:
 
 - `tune/`: Ray Tune's own experiment directory (`Tuner.restore` and Ray's tools work on it);
