@@ -1,4 +1,7 @@
-"""Sweeps on Ray Tune: space files, an embedded sweep killed and resumed, a two-node cluster that loses a node.
+"""Sweeps on Ray Tune: space files, an embedded sweep killed and resumed, two-node clusters that lose a node.
+
+Clusters come two ways: `ray.cluster_utils.Cluster` in this process, and `ray start` processes with one
+token, as the README's recipe starts them (which also check the one-line errors of `--address`).
 
 The Ray tests train on a slice of the real MNIST (`--limit`), small networks, few epochs.
 Ray runs on loopback only; every process a test starts is stopped by its id (never `ray stop`).
@@ -9,7 +12,9 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -260,3 +265,297 @@ def test_cluster_sweep_survives_losing_a_node_and_resumes_after_the_last_checkpo
     assert epochs == sorted(set(epochs)) and epochs[0] == 1 and epochs[-1] == 4, epochs
     history = (tmp_path / "sweep" / "trials" / trial_id / "history.csv").read_text().splitlines()
     assert len(history) == 1 + 4
+
+
+# ---------------------------------------------------------------- a cluster started as the README says (ray start)
+
+RAY_CLI = Path(sys.executable).with_name("ray")
+LOOPBACK = "127.0.0.2"  # not 127.0.0.1: Ray rewrites that to the host's network address when a driver joins
+# Token variables a test's processes must not inherit from whoever runs the suite.
+TOKEN_VARIABLES = ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_MODE")
+NODE_READY_S = 120  # a generous bound on `ray start` on a busy machine; not an assertion on speed
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+def generate_token(home: Path) -> str:
+    """`ray get-auth-token --generate`, run in an empty home of the test's own (so no one's real token is read)."""
+    home.mkdir(parents=True, exist_ok=True)
+    environment = {key: value for key, value in child_environment().items() if key not in TOKEN_VARIABLES}
+    made = subprocess.run([str(RAY_CLI), "get-auth-token", "--generate"], env={**environment, "HOME": str(home)},
+                          capture_output=True, text=True, timeout=120, check=True)
+    assert (home / ".ray" / "auth_token").read_text() == made.stdout
+    return made.stdout
+
+
+def session_pids(leader: int) -> list[int]:
+    """Every live process in the session that `leader` (a process this test started with a new session) leads."""
+    import psutil
+
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if os.getsid(process.pid) == leader:
+                found.append(process.pid)
+        except (ProcessLookupError, PermissionError):
+            continue
+    return found
+
+
+def kill_session(leader: int) -> None:
+    """SIGKILL the session a test's `ray start --block` (or driver) leads: the node's raylet, agents and workers.
+
+    Ray's workers run in process groups of their own but stay in the node's session, so the session, not the
+    group, is what holds all of a node. Repeated until none is left, as a dying raylet may still fork.
+    """
+    for _ in range(20):
+        pids = session_pids(leader)
+        if not pids:
+            return
+        kill_pids(pids)
+        time.sleep(0.2)
+
+
+class RayNodes:
+    """`ray start --block` processes on loopback, each leading a session of its own, so each is killed by its id."""
+
+    def __init__(self, temp_dir: Path, environment: dict[str, str]) -> None:
+        self.temp_dir, self.environment = temp_dir, environment
+        self.nodes: list[tuple[subprocess.Popen, Path]] = []
+        self.port = free_port()
+        self.address = f"{LOOPBACK}:{self.port}"
+
+    def start(self, *flags: str) -> subprocess.Popen:
+        log = self.temp_dir / f"node-{len(self.nodes)}.log"
+        with open(log, "wb") as output:
+            node = subprocess.Popen(
+                [str(RAY_CLI), "start", "--block", f"--node-ip-address={LOOPBACK}", "--num-cpus=1",
+                 f"--dashboard-agent-listen-port={free_port()}", f"--temp-dir={self.temp_dir}", *flags],
+                env=self.environment, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+        self.nodes.append((node, log))
+        deadline = time.monotonic() + NODE_READY_S
+        while b"Ray runtime started" not in log.read_bytes():
+            assert node.poll() is None and time.monotonic() < deadline, log.read_text(errors="replace")[-3000:]
+            time.sleep(0.2)
+        return node
+
+    def start_head(self) -> subprocess.Popen:
+        return self.start("--head", f"--port={self.port}", f"--ray-client-server-port={free_port()}",
+                          f"--dashboard-port={free_port()}", "--include-dashboard=false")
+
+    def start_worker(self) -> subprocess.Popen:
+        return self.start(f"--address={self.address}")
+
+    def close(self) -> None:
+        for node, _ in reversed(self.nodes):
+            kill_session(node.pid)
+            node.wait(timeout=30)
+
+
+def ray_temp_dir() -> Path:
+    # Short: Ray puts Unix sockets under it, whose paths may not exceed 107 bytes (pytest's tmp_path can).
+    import tempfile
+
+    return Path(tempfile.mkdtemp(prefix="mkray-"))
+
+
+def node_environment(token: str) -> dict[str, str]:
+    """What the README has every machine export before `ray start`, here for processes on this one."""
+    return {**child_environment(), "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
+
+
+@pytest.fixture(scope="module")
+def token_head(tmp_path_factory):
+    """A one-node cluster started with `ray start --head` and a token from `ray get-auth-token --generate`."""
+    token = generate_token(tmp_path_factory.mktemp("head-home"))
+    temp_dir = ray_temp_dir()
+    nodes = RayNodes(temp_dir, node_environment(token))
+    try:
+        nodes.start_head()
+        yield nodes.address, token
+    finally:
+        nodes.close()
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def no_token(tmp_path, monkeypatch):
+    """This process with no Ray token anywhere: none in the environment, an empty home directory."""
+    for name in TOKEN_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "empty-home"))
+
+
+def sweep_at(address: str, tmp_path: Path) -> list[str]:
+    return ["sweep", str(write(tmp_path / "space.toml", SPACE)), "--out", str(tmp_path / "sweep"),
+            "--address", address]
+
+
+def test_sweep_at_an_address_where_nothing_listens_is_one_line_and_exit_2(tmp_path, no_token, capsys):
+    address = f"{LOOPBACK}:{free_port()}"
+    code = cli.main(sweep_at(address, tmp_path))
+    error = capsys.readouterr().err
+    assert code == 2 and error.count("\n") == 1, error
+    assert f"nothing listens at {address}" in error and "ray start --head" in error
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_sweep_without_the_clusters_token_is_one_line_and_exit_2(token_head, tmp_path, no_token, capsys):
+    address, _ = token_head
+    code = cli.main(sweep_at(address, tmp_path))
+    error = capsys.readouterr().err
+    assert code == 2 and error.count("\n") == 1, error
+    assert f"the Ray cluster at {address} asks for a token and this machine has none" in error
+    assert "RAY_AUTH_TOKEN" in error and "ray get-auth-token" in error
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_sweep_with_another_token_is_one_line_naming_its_source_not_its_text(token_head, tmp_path, no_token,
+                                                                            monkeypatch, capsys):
+    address, token = token_head
+    other = token[::-1]
+    monkeypatch.setenv("RAY_AUTH_TOKEN", other)
+    code = cli.main(sweep_at(address, tmp_path))
+    error = capsys.readouterr().err
+    assert code == 2 and error.count("\n") == 1, error
+    assert f"the Ray cluster at {address} refused the token from RAY_AUTH_TOKEN" in error
+    assert other not in error and token not in error
+    token_file = tmp_path / "other-token"
+    token_file.write_text(other)
+    monkeypatch.delenv("RAY_AUTH_TOKEN")
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(token_file))
+    assert cli.main(sweep_at(address, tmp_path)) == 2
+    assert f"refused the token from {token_file}" in capsys.readouterr().err
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_sweep_with_ray_auth_mode_disabled_against_a_token_cluster_says_so(token_head, tmp_path, no_token,
+                                                                          monkeypatch, capsys):
+    address, token = token_head
+    monkeypatch.setenv("RAY_AUTH_TOKEN", token)
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    assert cli.main(sweep_at(address, tmp_path)) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "RAY_AUTH_MODE=disabled here" in error and token not in error
+
+
+@pytest.mark.parametrize("address", ["6379", "head:", "head:port", "head:70000"])
+def test_sweep_address_that_is_not_host_port_is_one_line_and_exit_2(address, tmp_path, no_token, capsys):
+    assert cli.main(sweep_at(address, tmp_path)) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "is not HOST:PORT" in error
+
+
+def test_the_token_is_looked_up_where_ray_looks_and_never_shown(tmp_path, no_token, monkeypatch):
+    from mnist_keras.errors import ClusterError
+    from mnist_keras.sweeps.cluster import find_token
+
+    assert find_token() is None
+    home_file = tmp_path / "empty-home" / ".ray" / "auth_token"
+    home_file.parent.mkdir(parents=True)
+    home_file.write_text("from-home\n")
+    assert (find_token().value, find_token().source) == ("from-home", str(home_file))
+    path_file = tmp_path / "token"
+    path_file.write_text("from-path")
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(path_file))
+    assert (find_token().value, find_token().source) == ("from-path", str(path_file))
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "from-variable")
+    assert (find_token().value, find_token().source) == ("from-variable", "RAY_AUTH_TOKEN")
+    assert "from-variable" not in repr(find_token())
+    monkeypatch.delenv("RAY_AUTH_TOKEN")
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "missing"))
+    with pytest.raises(ClusterError, match="cannot be read"):  # Ray refuses to fall back here, so do we
+        find_token()
+
+
+JOIN_AND_COUNT_NODES = """
+import sys
+from mnist_keras.sweeps.tune import import_ray, start_ray
+ray = import_ray(sys.argv[1])
+start_ray(ray, sys.argv[1])
+print(len([node for node in ray.nodes() if node["Alive"]]))
+ray.shutdown()
+"""
+
+
+@pytest.mark.parametrize("where", ["RAY_AUTH_TOKEN", "~/.ray/auth_token"])
+def test_the_driver_joins_with_the_clusters_token_from_either_place_without_ray_auth_mode(token_head, tmp_path,
+                                                                                          where):
+    """RAY_AUTH_MODE unset on the driver: Ray would not send the token to an explicit address; the sweep does."""
+    address, token = token_head
+    home = tmp_path / "home"
+    environment = {key: value for key, value in child_environment().items() if key not in TOKEN_VARIABLES}
+    environment["HOME"] = str(home)
+    if where == "RAY_AUTH_TOKEN":
+        environment["RAY_AUTH_TOKEN"] = token
+    else:
+        (home / ".ray").mkdir(parents=True)
+        (home / ".ray" / "auth_token").write_text(token)
+    joined = subprocess.run([sys.executable, "-c", JOIN_AND_COUNT_NODES, address], env=environment,
+                            capture_output=True, text=True, timeout=300)
+    assert joined.returncode == 0, joined.stderr[-3000:]
+    assert joined.stdout.strip() == "1"
+    assert token not in joined.stdout + joined.stderr
+
+
+def worker_node_trial(out: Path, worker_pids: set[int]) -> str | None:
+    """The Tune trial directory whose trial reported an epoch from a process on the worker node, if any yet."""
+    for result_file in (out / "tune").glob("*/result.json"):
+        for line in result_file.read_text().splitlines():
+            try:
+                report = json.loads(line)
+            except json.JSONDecodeError:  # a line being written
+                continue
+            if report.get("epoch") and report.get("pid") in worker_pids:
+                return result_file.parent.name
+    return None
+
+
+@pytest.mark.slow
+@pytest.mark.real_data
+def test_a_cluster_started_with_ray_start_and_one_token_loses_a_node_and_loses_no_trial(tmp_path, real_mnist):
+    epochs = 8
+    token = generate_token(tmp_path / "token-home")
+    temp_dir = ray_temp_dir()
+    nodes = RayNodes(temp_dir, node_environment(token))
+    space, out = write(tmp_path / "space.toml", SPACE.replace("epochs = 2", f"epochs = {epochs}")), tmp_path / "sweep"
+    driver = None
+    try:
+        nodes.start_head()
+        worker = nodes.start_worker()
+        driver = subprocess.Popen(
+            [sys.executable, "-m", "mnist_keras.cli", "sweep", str(space), "--out", str(out), "--limit", str(LIMIT),
+             "--no-onnx", "--max-concurrent", "2", "--address", nodes.address],
+            env=node_environment(token), start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True)
+        deadline, lost = time.monotonic() + 400, None
+        while lost is None and driver.poll() is None and time.monotonic() < deadline:
+            lost = worker_node_trial(out, set(session_pids(worker.pid)))
+            time.sleep(0.1)
+        assert lost, "no trial reported an epoch from the worker node"
+        kill_session(worker.pid)  # the worker node dies: its raylet, its agents, the trial running there
+        output, _ = driver.communicate(timeout=600)
+    finally:
+        if driver is not None and driver.poll() is None:
+            kill_session(driver.pid)
+        nodes.close()
+        shutil.rmtree(temp_dir, ignore_errors=True)
+    assert driver.returncode == 0, output[-3000:]
+    rows = read_trials(out)
+    assert [row["status"] for row in rows] == ["completed", "completed"]  # nothing lost
+    assert [int(row["epochs_trained"]) for row in rows] == [epochs, epochs]
+    assert any(f"trial {row['trial_id']} lost its worker; retrying from its checkpoint" in output for row in rows)
+    lost_id = next(row["trial_id"] for row in rows if row["trial_id"] in lost)
+    reports = [json.loads(line) for line in (out / "tune" / lost / "result.json").read_text().splitlines()
+               if line.strip()]
+    reported = [report["epoch"] for report in reports if report.get("epoch") is not None]
+    assert reported == sorted(set(reported)) and reported[-1] == epochs, reported  # no epoch ran twice
+    assert len((out / "trials" / lost_id / "history.csv").read_text().splitlines()) == 1 + epochs
+    # The token is in no file the sweep wrote (config.json, sweep.json, Tune's state) and in nothing it printed.
+    assert token not in output
+    written = [path for path in out.rglob("*") if path.is_file() and token.encode() in path.read_bytes()]
+    assert written == []

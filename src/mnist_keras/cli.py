@@ -282,7 +282,8 @@ def add_sweep_commands(commands) -> None:
         parser.add_argument("--max-concurrent", type=positive_int, metavar="N",
                             help="trials at once (default: one per node, on all its cores)")
         parser.add_argument("--address", metavar="HOST:PORT",
-                            help="join the Ray cluster there (default: Ray embedded on this machine)")
+                            help="join the Ray cluster there, with the token in $RAY_AUTH_TOKEN or ~/.ray/auth_token "
+                                 "(default: Ray embedded on this machine)")
         parser.add_argument("--resume", action="store_true",
                             help="continue the sweep in --out after its driver stopped; finished trials are kept")
         parser.add_argument("--no-onnx", dest="export_onnx", action="store_false",
@@ -345,7 +346,7 @@ def plan_sweep(args: argparse.Namespace, backend: str | None):
     from mnist_keras.sweeps import studies, tune
     from mnist_keras.sweeps.space import load_space
 
-    tune.import_ray()
+    tune.import_ray(args.address)  # a cluster that cannot be joined fails here, in a few seconds at most
     out = Path(args.out)
     if args.resume:
         return tune.SweepPlan.resumed(out, args.address, args.max_concurrent)

@@ -25,5 +25,9 @@ class TrainingDiverged(UserError):
     """The loss became NaN, infinite or far worse than chance (usually: the learning rate is too high)."""
 
 
+class ClusterError(UserError):
+    """The Ray cluster at --address cannot be joined: nothing listens there, or it refuses this machine's token."""
+
+
 class TrainingInterrupted(Exception):
     """Training was stopped by Ctrl-C; the message says how to resume."""

@@ -1,7 +1,8 @@
 """Sweeps on Ray Tune: every trial is a normal training run, checkpointed through Tune every epoch.
 
 `run_sweep(plan)` starts Ray embedded on this machine (loopback only, no
-dashboard, no usage reporting) or joins the cluster at `plan.address`, runs one
+dashboard, no usage reporting) or joins the cluster at `plan.address` (once
+`sweeps.cluster` has checked that its head takes this machine's token), runs one
 trial per point of the search space, and writes under `plan.out`:
 
 - `tune/`: Ray Tune's own experiment directory (`Tuner.restore` and Ray's tools work on it);
@@ -25,8 +26,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from mnist_keras.errors import UserError
+from mnist_keras.errors import ClusterError, UserError
 from mnist_keras.rundir import read_json, replace_path, staging_path, write_json_atomic
+from mnist_keras.sweeps.cluster import prepare_to_join
 from mnist_keras.sweeps.space import Space, tune_space
 from mnist_keras.training.checkpoint import Checkpointer, run_checkpoint_dir
 from mnist_keras.training.state import TrainingState
@@ -196,9 +198,15 @@ def finite_or_none(value: float | None) -> float | None:
 # ---------------------------------------------------------------- the driver
 
 
-def import_ray() -> Any:
-    """Ray, with usage reporting off; UserError saying how to install it when it is missing."""
+def import_ray(address: str | None = None) -> Any:
+    """Ray, with usage reporting off; UserError saying how to install it when it is missing.
+
+    With `address`, first checks that the cluster there can be joined with this machine's
+    token (ClusterError otherwise) and turns on Ray's token mode when it asks for one.
+    """
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"  # before Ray starts: it must never phone home
+    if address:
+        prepare_to_join(address)  # before `import ray`, which fixes Ray's token mode
     # Tune's own progress tables are replaced by one line per finished trial (progress_callback).
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
@@ -219,7 +227,10 @@ def start_ray(ray: Any, address: str | None) -> None:
         # rewrites 127.0.0.1 and localhost to the host's network address, so such a cluster's nodes
         # are started on another loopback address (e.g. ray start --node-ip-address=127.0.0.2).
         local = {"_node_ip_address": host} if host.startswith("127.") else {}
-        ray.init(address=address, **quiet, **local)
+        try:
+            ray.init(address=address, **quiet, **local)
+        except (ConnectionError, ray.exceptions.AuthenticationError) as error:
+            raise ClusterError(f"could not join the Ray cluster at {address}: {error}") from None
     else:
         # address="local" always starts a new instance (never someone else's cluster on this host).
         ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False,
@@ -289,17 +300,17 @@ def run_sweep(
     callbacks: Sequence[Any] = (),
 ) -> SweepResult:
     """Run (or with `resume`, continue) the sweep `plan`; write trials.csv, best/ and report.html."""
-    ray = import_ray()
+    ray = import_ray(plan.address)
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     out = plan.out.resolve()
     check_out_dir(plan, resume)
-    out.mkdir(parents=True, exist_ok=True)
-    if not resume:
-        write_json_atomic(out / SWEEP_FILE, plan.to_record())
-    start_ray(ray, plan.address)
+    start_ray(ray, plan.address)  # a cluster that cannot be joined leaves nothing written
     try:
+        out.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            write_json_atomic(out / SWEEP_FILE, plan.to_record())
         concurrent, cpus = trial_shape(ray, plan.max_concurrent)
         settings = TrialSettings(plan.space.to_record(), str(out), plan.data, plan.limit, cpus, plan.backend)
         trainable = tune.with_resources(tune.with_parameters(run_trial, settings=settings), {"cpu": cpus})
