@@ -133,7 +133,7 @@ def test_handlers_reach_the_service_through_the_dependency():
     app = create_app(Uniform())
     client = TestClient(app)
     assert client.get("/healthz").json() == {"status": "ok", "predictor": "uniform"}
-    assert current_service(Request({"type": "http", "app": app})) is app.state.service
+    assert asyncio.run(current_service(Request({"type": "http", "app": app}))) is app.state.service
     # A stand-in Service, given to every handler by overriding the one dependency.
     other = Service(Uniform(), {"run": "stand-in"}, ServiceLimits(), ServiceMetrics(), Readiness())
     app.dependency_overrides[current_service] = lambda: other

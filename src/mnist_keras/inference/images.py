@@ -526,7 +526,6 @@ def normalise_28(gray: np.ndarray) -> np.ndarray:
         raise BlankImageError("no ink found: the image is blank")
     ink = np.clip(gray / peak, 0.0, 1.0)
     ink = ink * keep_strokes(ink > INK_THRESHOLD_FRACTION)  # drop faint haze and stray specks
-    ink = ink * ndimage.binary_dilation(ink > 0, iterations=1) if ink.any() else ink
     cropped = crop_to_ink(ink)
     if max(cropped.shape) == DIGIT_BOX_SIDE:
         return centre_by_mass(cropped / max(float(cropped.max()), 1e-9))

@@ -14,6 +14,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
@@ -21,6 +22,8 @@ from starlette.requests import Request
 
 # Multipart text fields we accept besides the files (none are used, a few are tolerated).
 MAX_FORM_FIELDS = 16
+# JSON bodies up to this size are parsed on the event loop: one image's pixels as JSON are 2-20 kB.
+INLINE_JSON_BYTES = 64 * 1024
 
 
 class RequestProblem(Exception):
@@ -35,14 +38,29 @@ def media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
+def parse_json(data: bytes) -> Any:
+    """`json.loads(data)`, by orjson where it can (several times faster): the same value for every body.
+
+    orjson refuses some JSON the standard library takes (NaN and Infinity,
+    integers beyond 64 bits, UTF-16 and UTF-32 text, lone surrogates); those
+    bodies, and malformed ones, go to `json.loads`, whose value or error is
+    then the answer.
+    """
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)
+
+
 async def read_json_body(request: Request, key: str, max_bytes: int) -> Any:
     """The value under `key` of a JSON object body; 413 over `max_bytes`, 422 for anything malformed."""
     data = await request.body()
     if len(data) > max_bytes:
         raise RequestProblem(413, f"JSON body is {len(data):,} bytes, over the limit of {max_bytes:,}")
     try:
-        # Parsed off the event loop: a megabyte of JSON takes a noticeable moment.
-        body = await run_in_threadpool(json.loads, data)
+        # A megabyte of JSON takes a noticeable moment: parsed off the event loop. One image's
+        # pixels take ~0.05 ms, less than the hand-off to a thread.
+        body = parse_json(data) if len(data) <= INLINE_JSON_BYTES else await run_in_threadpool(parse_json, data)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise RequestProblem(422, f"body is not valid JSON ({error})") from None
     except RecursionError:

@@ -40,6 +40,8 @@ MULTIPROCESS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 OUTCOMES = ("digit", "not_digit", "refused")
 ACCESS_LOGGER = "mnist_keras.access"
+# Label sets whose metric children RequestMetrics keeps at hand: far more than routes × methods × statuses in use.
+MAX_CACHED_LABELS = 1024
 
 access_logger = logging.getLogger(ACCESS_LOGGER)
 
@@ -89,6 +91,7 @@ class RequestMetrics:
         self.app = app
         self.metrics = metrics
         self.json_access_log = json_access_log
+        self.children_by_key: dict[tuple[str, str, int], tuple[Any, Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -116,10 +119,11 @@ class RequestMetrics:
 
     def record(self, scope: Scope, status: int, seconds: float) -> None:
         route = route_label(scope["path"])
-        self.metrics.requests.labels(route, scope["method"], str(status)).inc()
-        self.metrics.latency.labels(route).observe(seconds)
-        if route in READING_ROUTES and 400 <= status < 500 and status != 401:
-            self.metrics.images.labels("refused").inc()
+        requests, latency, refused = self.children(route, scope["method"], status)
+        requests.inc()
+        latency.observe(seconds)
+        if refused is not None:
+            refused.inc()
         if self.json_access_log:
             client = scope.get("client")
             access_logger.info("", extra={"access": {
@@ -130,6 +134,20 @@ class RequestMetrics:
                 "duration_ms": round(1000 * seconds, 3),
                 "pid": os.getpid(),
             }})
+
+
+    def children(self, route: str, method: str, status: int) -> tuple[Any, Any, Any]:
+        """The request counter, the latency histogram and (for a refused image) the image counter of one
+        route, method and status; looked up once each (a client's method is bounded by the server's parser)."""
+        key = (route, method, status)
+        found = self.children_by_key.get(key)
+        if found is None:
+            refused = route in READING_ROUTES and 400 <= status < 500 and status != 401
+            found = (self.metrics.requests.labels(route, method, str(status)), self.metrics.latency.labels(route),
+                     self.metrics.images.labels("refused") if refused else None)
+            if len(self.children_by_key) < MAX_CACHED_LABELS:
+                self.children_by_key[key] = found
+        return found
 
 
 class JsonLines(logging.Formatter):

@@ -6,8 +6,12 @@ uvicorn. What an operator can rely on:
   within `idle_timeout` (uvicorn's keep-alive timeout, which uvicorn itself
   only arms after a first response), and a request's headers and body must
   all arrive within `request_timeout` of its first byte, or the client gets
-  408 and the connection is closed (`DeadlineProtocol`, uvicorn's own
-  HTTP/1.1 protocol with that one clock added; uvicorn has no such setting).
+  408 and the connection is closed (`DeadlineProtocol`, uvicorn's httptools
+  HTTP/1.1 protocol with that one clock and a bound on the headers added;
+  uvicorn has no such setting).
+- **Fast on one core.** httptools parses HTTP and uvloop runs the event loop
+  (where it installs): with them uvicorn spends a fraction of the CPU per
+  request that h11 and asyncio's own loop take (benchmarks/serve_speed.py).
 - **SIGTERM loses nothing.** The process drains (`DrainingServer`): `/healthz`
   answers 503 and every answer says `Connection: close`, while it goes on
   accepting and serving for `drain_period`. Then it stops new connections
@@ -47,11 +51,10 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import h11
 import uvicorn
 from fastapi import FastAPI
 from uvicorn.config import LOGGING_CONFIG, STARTUP_FAILURE
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from mnist_keras.serving.app import create_app
 from mnist_keras.serving.metrics import MULTIPROCESS_DIR_VARIABLE, multiprocess_dir
@@ -80,25 +83,35 @@ REFUSE_NEW_HANDSHAKES = (
     (BPF_RETURN, 0, 0, BPF_DROP),
     (BPF_RETURN, 0, 0, BPF_KEEP),
 )
+# Request line and headers: h11's bound (the HTTP/1.1 implementation the service used before httptools).
+MAX_HEADER_BYTES = 16 * 1024
+HEADER_FRAMING_BYTES = 4  # ": " and CRLF round each header's name and value
 SUPERVISE_SECONDS = 0.5  # how often the supervisor looks for dead workers
 WORKER_EXIT_SECONDS = 10.0  # beyond graceful_timeout, for a worker to log and exit before it is killed
 
 logger = logging.getLogger("mnist_keras.serving.server")
 
 
-class DeadlineProtocol(H11Protocol):
-    """uvicorn's HTTP/1.1 protocol, plus: a request must arrive whole within `request_timeout`.
+class DeadlineProtocol(HttpToolsProtocol):
+    """uvicorn's httptools HTTP/1.1 protocol, plus: a request must arrive whole within `request_timeout`,
+    with headers of at most `max_header_bytes`.
 
     The clock starts at a request's first byte and stops when its body has
     arrived; a client still sending when it runs out gets 408 and the
     connection is closed. New connections must start a request within
     uvicorn's keep-alive timeout, as idle kept-alive ones already must.
+    Headers over the limit get 431 and the connection is closed (httptools
+    itself sets no limit: it would hold whatever a client sends for as long
+    as the deadline allows).
     """
 
-    def __init__(self, *args: Any, request_timeout: float = DEFAULT_REQUEST_TIMEOUT, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+                 max_header_bytes: int = MAX_HEADER_BYTES, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.request_timeout = request_timeout
+        self.max_header_bytes = max_header_bytes
         self.request_deadline: Any = None  # an asyncio.TimerHandle while a request is arriving
+        self.header_bytes = 0  # of the request whose headers are arriving
 
     def connection_made(self, transport: Any) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -108,8 +121,25 @@ class DeadlineProtocol(H11Protocol):
         if self.request_deadline is None and (self.cycle is None or self.cycle.response_complete):
             self.request_deadline = self.loop.call_later(self.request_timeout, self.request_too_slow)
         super().data_received(data)
-        if self.conn.their_state is not h11.IDLE and self.conn.their_state is not h11.SEND_BODY:
-            self.cancel_request_deadline()  # the request has arrived whole (or the connection is done)
+        if self.header_bytes > self.max_header_bytes and not self.transport.is_closing():
+            self.refuse(431, "Request Header Fields Too Large",
+                        f"request headers are over the limit of {self.max_header_bytes:,} bytes")
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self.header_bytes = 0
+
+    def on_url(self, url: bytes) -> None:
+        super().on_url(url)
+        self.header_bytes += len(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        super().on_header(name, value)
+        self.header_bytes += len(name) + len(value) + HEADER_FRAMING_BYTES
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self.cancel_request_deadline()  # the request has arrived whole
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.cancel_request_deadline()
@@ -120,6 +150,11 @@ class DeadlineProtocol(H11Protocol):
             self.request_deadline.cancel()
             self.request_deadline = None
 
+    def answer_started(self) -> bool:
+        """Whether an answer to the request now arriving has begun (the app may answer before the body is in)."""
+        cycle = self.cycle
+        return cycle is not None and not cycle.response_complete and cycle.response_started
+
     def request_too_slow(self) -> None:
         self.request_deadline = None
         if self.transport.is_closing():
@@ -127,10 +162,14 @@ class DeadlineProtocol(H11Protocol):
         client = "%s:%d" % self.client if self.client else "a client"
         logger.warning("closing the connection from %s: request not received whole within %gs",
                        client, self.request_timeout)
-        if self.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):  # no answer has started on this connection
-            body = json.dumps({"error": f"request not received whole within {self.request_timeout:g} s"}).encode()
-            self.transport.write(b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
-                                 b"connection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+        self.refuse(408, "Request Timeout", f"request not received whole within {self.request_timeout:g} s")
+
+    def refuse(self, status: int, reason: str, error: str) -> None:
+        """Answer `status` with JSON {"error": ...} unless an answer has begun, and close the connection."""
+        if not self.answer_started():
+            body = json.dumps({"error": error}).encode()
+            self.transport.write(b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\nconnection: close\r\n"
+                                 b"content-length: %d\r\n\r\n%s" % (status, reason.encode(), len(body), body))
         self.transport.close()
 
 
@@ -284,6 +323,7 @@ def uvicorn_config(settings: ServerSettings, readiness: Readiness) -> uvicorn.Co
         host=settings.host,
         port=settings.port,
         http=functools.partial(DeadlineProtocol, request_timeout=settings.request_timeout),
+        loop="auto",  # uvloop where it installs (not on Windows), else asyncio's own
         timeout_keep_alive=settings.idle_timeout,
         timeout_graceful_shutdown=settings.graceful_timeout,
         access_log=settings.access_log == "text",

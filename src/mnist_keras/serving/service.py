@@ -51,6 +51,8 @@ JSON_BYTES_PER_NUMBER = 32
 # the allocator from holding freed pixel memory in an arena per thread of the general
 # pool. Decoding is CPU-bound: more at once than there are cores gains nothing.
 MAX_CONCURRENT_DECODES = min(8, max(2, os.cpu_count() or 2))
+# A prediction record's fields before the image, in the order mnist_keras.serving.schemas.Prediction lists them.
+ANSWER_FIELDS = ("digit", "confidence", "probabilities", "is_digit")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,11 +136,29 @@ class Service:
         (its grey image in `greys`) in which `read` finds several digits is refused, as by `predict`."""
         with self.predict_lock:
             records = predict_images(self.predictor, images)
+        return self.finish(records, images, greys)
+
+    def answer_if_free(self, images: list[np.ndarray]) -> list[dict[str, Any]] | None:
+        """`answer(images)` if no other thread is using the model now; else None, and nothing done.
+
+        For the event loop, which must not wait for a batch on another thread.
+        """
+        if not self.predict_lock.acquire(blocking=False):
+            return None
+        try:
+            records = predict_images(self.predictor, images)
+        finally:
+            self.predict_lock.release()
+        return self.finish(records, images)
+
+    def finish(self, records: list[dict[str, Any]], images: list[np.ndarray],
+               greys: list[np.ndarray | None] | None = None) -> list[dict[str, Any]]:
+        """The model's records as the service answers them: counted, the image added, in `Prediction`'s order."""
         for index, gray in enumerate(greys or []):
             if gray is not None:
                 records[index] |= several_digits(gray, self.locked)
         self.metrics.count_readings(record["is_digit"] for record in records)
-        return [{**record, "image": image_as_lists(image)} for record, image in zip(records, images)]
+        return [answer_record(record, image) for record, image in zip(records, images)]
 
     def read(self, gray: np.ndarray, size: tuple[int, int] | None = None) -> dict[str, Any]:
         """Every digit in a grey image, in reading order (what `mnist-keras read` prints for a file)."""
@@ -161,6 +181,16 @@ class LockedPredictor:
     def predict(self, pixels: np.ndarray) -> np.ndarray:
         with self.lock:
             return self.predictor.predict(pixels)
+
+
+def answer_record(record: dict[str, Any], image: np.ndarray) -> dict[str, Any]:
+    """A prediction record and its 28×28 image, keyed in the order of `Prediction`'s fields (the answer's JSON
+    is encoded straight from it), `reason` last and only when there is one."""
+    answer = {field: record[field] for field in ANSWER_FIELDS}
+    answer["image"] = image_as_lists(image)
+    if "reason" in record:
+        answer["reason"] = record["reason"]
+    return answer
 
 
 def with_index(index: int, function: Callable[[Any], np.ndarray], value: Any) -> np.ndarray:

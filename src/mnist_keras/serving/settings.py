@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,18 @@ MAX_PORT = 65535
 
 DEFAULT_HOST = "127.0.0.1"  # loopback: exposing the service is a choice, made behind a proxy
 DEFAULT_PORT = 8000
-DEFAULT_WORKERS = 1  # one model in memory (~0.9 GB with its libraries); more for throughput on more cores
+
+
+def cores_given() -> int:
+    """The CPU cores this process may run on (its affinity: what taskset, a container or a scheduler gave it)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+# One process per core: one event loop keeps one core busy (the model and the image work run on it).
+# Each worker holds its own model (~0.9 GB with the training libraries, a fraction of it with ONNX Runtime alone).
+DEFAULT_WORKERS = cores_given()
 DEFAULT_REQUEST_TIMEOUT = 10.0  # seconds for a whole request (headers and body) once it has started
 DEFAULT_IDLE_TIMEOUT = 5.0  # seconds a connection may stay silent before (or between) requests
 DEFAULT_GRACEFUL_TIMEOUT = 30.0  # seconds from SIGTERM to exit: drain, then finish every accepted request
