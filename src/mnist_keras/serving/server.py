@@ -11,7 +11,8 @@ uvicorn. What an operator can rely on:
   uvicorn has no such setting).
 - **Fast on one core.** httptools parses HTTP and uvloop runs the event loop
   (where it installs): with them uvicorn spends a fraction of the CPU per
-  request that h11 and asyncio's own loop take (benchmarks/serve_speed.py).
+  request that h11 and asyncio's own loop take (profiled with py-spy at 31c6469:
+  the README's "What a JSON /predict costs").
 - **SIGTERM loses nothing.** The process drains (`DrainingServer`): `/healthz`
   answers 503 and every answer says `Connection: close`, while it goes on
   accepting and serving for `drain_period`. Then it stops new connections
