@@ -400,12 +400,10 @@ def choose_backend(args: argparse.Namespace) -> str | None:
         args.run = str(shipped_model_dir())
     if hasattr(args, "run"):
         check_model_dir(Path(args.run))  # a bad run is one clear line, before Keras or the data load
-        if not keras_installed():
-            return None  # the lean install: ONNX Runtime answers, and no backend is chosen (load_predictor says why)
-        return select_backend(getattr(args, "backend", None), read_run_config(Path(args.run)).model)
     if not keras_installed():
-        return None
-    return select_backend(getattr(args, "backend", None))
+        return None  # the lean install: ONNX Runtime answers, and no backend is chosen (load_predictor says why)
+    family = read_run_config(Path(args.run)).model if hasattr(args, "run") else None
+    return select_backend(getattr(args, "backend", None), family)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,7 +22,14 @@ from mnist_keras.errors import UserError
 from mnist_keras.evaluation.metrics import compute_metrics, handwriting_accuracy, predict_probabilities
 from mnist_keras.inference.predictors import load_predictor
 from mnist_keras.inference.shipped import SHIPPED_DIR
-from mnist_keras.rundir import EXPORTED_MODEL_FILES, METRICS_FILE, check_run_dir, read_json, replace_path
+from mnist_keras.rundir import (
+    EXPORTED_MODEL_FILES,
+    METRICS_FILE,
+    check_run_dir,
+    read_json,
+    replace_path,
+    staging_path,
+)
 
 # The shipped model must read MNIST at least as well as the cnn recipe's worst seed seen (99.54%),
 # and real handwriting (optdigits files) no worse than the recipe's runs (96.3-97.2%).
@@ -54,7 +61,7 @@ def ship_run(run_dir: str | Path, mnist: Any, shipped_dir: Path = SHIPPED_DIR,
     if abs(recorded.get("test_accuracy", -1) - measured["test_accuracy"]) > 1e-3:
         raise ShipError(f"{run_dir}'s model.onnx reads {measured['test_accuracy']:.2%} of MNIST test but its "
                         f"{METRICS_FILE} says {recorded.get('test_accuracy')}: re-export it (mnist-keras export)")
-    staging = shipped_dir.parent / f".{shipped_dir.name}.partial"
+    staging = staging_path(shipped_dir)
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
