@@ -155,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core, for every figure
     from mnist_keras.data.mnist import load_mnist
     from mnist_keras.evaluation.numbers import draw_numbers
-    from mnist_keras.inference.predictors import current_onnx_export, load_predictor
+    from mnist_keras.inference.predictors import load_predictor
+    from mnist_keras.rundir import current_onnx_export
 
     run = Path(args.run)
     predictor = load_predictor(run)

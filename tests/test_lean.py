@@ -9,6 +9,7 @@ torch cannot be imported (their entries in sys.modules are None, which is what
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -113,6 +114,31 @@ def test_the_lean_cli_predicts_reads_and_names_the_extra_it_lacks(tiny_run, digi
                                                   "extra (Keras, TensorFlow, JAX), which this install lacks: "
                                                   "pip install 'mnist-keras[train]'")
     assert not (tmp_path / "run").exists()
+
+
+def test_the_lean_cli_writes_the_web_page_of_an_onnx_model(tiny_run, tmp_path):
+    from test_web_export import fake_ort_files
+
+    from mnist_keras.inference.web_export import OrtWebPin
+
+    ort_dir = fake_ort_files(tmp_path / "dist", OrtWebPin.from_lock().version)
+    for name, model_dir in (("shipped", SHIPPED_DIR), ("run", tiny_run)):
+        out = tmp_path / name
+        result = run_lean("export", str(model_dir), "--format", "web", "--out", str(out), "--ort-dir", str(ort_dir))
+        assert result.returncode == 0, result.stderr
+        assert "LOADED []" in result.stderr
+        assert (out / ONNX_FILE).read_bytes() == (model_dir / ONNX_FILE).read_bytes()
+        assert (out / "ort" / "ort.wasm.min.mjs").read_bytes() == (ort_dir / "ort.wasm.min.mjs").read_bytes()
+    # A run whose model.onnx is older than its model.keras needs Keras to export it again.
+    stale = tmp_path / "stale"
+    shutil.copytree(tiny_run, stale)
+    (stale / ONNX_FILE).touch()
+    (stale / "model.keras").touch()
+    os.utime(stale / ONNX_FILE, (1, 1))
+    lacking = run_lean("export", str(stale), "--format", "web", "--out", str(tmp_path / "page"), "--ort-dir",
+                       str(ort_dir))
+    assert lacking.returncode == 2 and "pip install 'mnist-keras[train]'" in lacking.stderr.splitlines()[0]
+    assert not (tmp_path / "page").exists()
 
 
 def test_the_lean_cli_refuses_a_run_it_cannot_answer_without_keras(tiny_run, tmp_path, digit_files):

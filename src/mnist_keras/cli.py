@@ -33,7 +33,7 @@ from mnist_keras.config import Config, field_types, load_config, parse_override
 from mnist_keras.errors import TrainingInterrupted, UserError
 from mnist_keras.inference.shipped import shipped_model_dir
 from mnist_keras.recipes import RECIPES, get_recipe
-from mnist_keras.rundir import check_model_dir, check_run_dir, read_run_config, staging_path
+from mnist_keras.rundir import check_model_dir, check_run_dir, current_onnx_export, read_run_config, staging_path
 from mnist_keras.serving.settings import ACCESS_LOG_FORMATS, MAX_PORT, TOKEN_VARIABLE
 from mnist_keras.serving.settings import defaults as server_defaults
 from mnist_keras.training.checkpoint import read_latest, run_checkpoint_dir
@@ -372,6 +372,18 @@ NEEDS_TRAINING_EXTRA = ("train", "report", "export", "sweep", "seeds")
 ANSWERING_COMMANDS = ("predict", "read", "serve")
 
 
+def web_export_from_onnx(args: argparse.Namespace) -> bool:
+    """Whether this is `export --format web` of a run or exported model whose model.onnx is current.
+
+    Such an export copies the ONNX file as it is, so it needs neither Keras nor the training extra.
+    """
+    if args.command != "export" or args.format != "web":
+        return False
+    run = Path(args.run)
+    check_model_dir(run)
+    return current_onnx_export(run) is not None
+
+
 def choose_backend(args: argparse.Namespace) -> str | None:
     """Select the Keras backend for this command, before anything imports Keras.
 
@@ -379,7 +391,7 @@ def choose_backend(args: argparse.Namespace) -> str | None:
     (for --resume, the backend the run was trained on). Commands that read a run: the
     same, with the run's model family. export: TensorFlow.
     """
-    if args.command in NEEDS_TRAINING_EXTRA:
+    if args.command in NEEDS_TRAINING_EXTRA and not web_export_from_onnx(args):
         require_training_extra()
     if args.command == "train":
         args.plan = plan_training(args)
@@ -388,9 +400,11 @@ def choose_backend(args: argparse.Namespace) -> str | None:
         args.sweep_plan = plan_sweep(args, args.backend or requested_backend())
         return select_backend(args.backend)  # the driver's; each trial chooses its own
     if args.command == "export":
-        check_run_dir(Path(args.run))
         if args.ort_dir is not None and args.format != "web":
             raise UserError("--ort-dir is for --format web only")
+        if web_export_from_onnx(args):
+            return None  # the page takes the run's model.onnx as it is: nothing to export, no Keras
+        check_run_dir(Path(args.run))
         # Both formats are written by Keras's TensorFlow exporters; where Keras is already
         # loaded on another backend, export_run runs them in a TensorFlow child process.
         return keras_loaded_backend() or select_backend("tensorflow")

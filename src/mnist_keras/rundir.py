@@ -133,6 +133,16 @@ def is_exported_model(model_dir: Path) -> bool:
     return not (Path(model_dir) / MODEL_FILE).exists()
 
 
+def current_onnx_export(run_dir: Path) -> Path | None:
+    """The run's model.onnx if it exists and is not older than model.keras (a stale export is not used)."""
+    onnx_path = Path(run_dir) / ONNX_FILE
+    if not onnx_path.is_file():
+        return None
+    if not is_exported_model(run_dir) and onnx_path.stat().st_mtime < (Path(run_dir) / MODEL_FILE).stat().st_mtime:
+        return None
+    return onnx_path
+
+
 def read_run_record(run_dir: Path) -> dict[str, Any]:
     """A run's config.json as a dict with a 'recipe' table; RunDirectoryError if it is not one."""
     path = Path(run_dir) / CONFIG_FILE

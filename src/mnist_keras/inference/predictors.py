@@ -28,7 +28,7 @@ from mnist_keras.constants import IMAGE_SIDE, NUM_PIXELS
 from mnist_keras.errors import UserError
 from mnist_keras.inference.decision import digit_probabilities, is_digit
 from mnist_keras.inference.images import ImageError, preprocess_image_file
-from mnist_keras.rundir import MODEL_FILE, ONNX_FILE, check_model_dir, is_exported_model
+from mnist_keras.rundir import MODEL_FILE, ONNX_FILE, check_model_dir, current_onnx_export, is_exported_model
 
 # Probabilities are rounded in JSON records; 6 decimals keep every digit that float32 can tell apart near 1.
 PROBABILITY_DECIMALS = 6
@@ -123,16 +123,6 @@ def onnxruntime_available() -> bool:
     except ImportError:
         return False
     return True
-
-
-def current_onnx_export(run_dir: Path) -> Path | None:
-    """The run's model.onnx if it exists and is not older than model.keras (a stale export is not used)."""
-    onnx_path = Path(run_dir) / ONNX_FILE
-    if not onnx_path.is_file():
-        return None
-    if not is_exported_model(run_dir) and onnx_path.stat().st_mtime < (Path(run_dir) / MODEL_FILE).stat().st_mtime:
-        return None
-    return onnx_path
 
 
 def load_predictor(run_dir: str | Path, engine: str = "auto") -> Predictor:

@@ -40,8 +40,16 @@ from mnist_keras.data.mnist import default_cache_dir
 from mnist_keras.errors import UserError
 from mnist_keras.inference import decision, images
 from mnist_keras.inference.export import INPUT_NAME, export_run
-from mnist_keras.inference.predictors import current_onnx_export
-from mnist_keras.rundir import CONFIG_FILE, METRICS_FILE, ONNX_FILE, check_run_dir, read_json, replace_path
+from mnist_keras.rundir import (
+    CONFIG_FILE,
+    METRICS_FILE,
+    ONNX_FILE,
+    check_model_dir,
+    check_run_dir,
+    current_onnx_export,
+    read_json,
+    replace_path,
+)
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 PAGE_DIR = PACKAGE_DIR / "web"
@@ -251,7 +259,9 @@ def export_web(run_dir: str | Path, out: str | Path | None = None, ort_dir: str 
     Raises WebExportError (or the run's RunDirectoryError, the ONNX export's
     ExportError) with nothing written; an earlier web export at `out` is replaced whole.
     """
-    run_dir = check_run_dir(Path(run_dir))
+    run_dir = check_model_dir(Path(run_dir))
+    if current_onnx_export(run_dir) is None:
+        check_run_dir(run_dir)  # model.onnx is exported from the run's model.keras
     out = Path(out) if out is not None else default_web_output(run_dir)
     check_output(out)
     pin = pin or OrtWebPin.from_lock()
