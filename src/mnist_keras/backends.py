@@ -15,6 +15,10 @@ model family, because the fastest engine on a CPU does (measured by
 
 An explicit choice (`--backend`, or `KERAS_BACKEND` in the environment) always
 wins over the family's default.
+
+`use_threads` sizes the engines' thread pools the same way, before they start:
+to the recipe's `threads`, not to the cores at hand, so that a run gives the
+same digits on any number of cores (see Config.threads).
 """
 
 from __future__ import annotations
@@ -104,3 +108,38 @@ def select_backend(name: str | None = None, family: str | None = None) -> str:
     # (no CUDA found, oneDNN notices) off the user's terminal.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     return chosen
+
+
+def cores_available() -> int:
+    """The CPU cores this process may run on (its affinity: what taskset, a container or a scheduler gave it)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def thread_environment(threads: int) -> dict[str, str]:
+    """Environment variables that size every engine's intra-op thread pool to `threads`.
+
+    TensorFlow reads TF_NUM_INTRAOP_THREADS (its oneDNN kernels run on that pool) and
+    XLA's CPU client, under JAX, reads PJRT_NPROC; both are read when the engine starts,
+    and both otherwise take the cores the process may run on.
+    """
+    value = str(threads)
+    return {
+        "TF_NUM_INTRAOP_THREADS": value,
+        "PJRT_NPROC": value,
+        "OMP_NUM_THREADS": value,
+        "MKL_NUM_THREADS": value,
+        "OPENBLAS_NUM_THREADS": value,
+    }
+
+
+def use_threads(threads: int) -> int:
+    """Size the engines' thread pools to `threads` (0: the cores available) and return the count.
+
+    Call before the engine runs its first operation: TensorFlow and XLA size their
+    pools once, when they start.
+    """
+    count = threads or cores_available()
+    os.environ.update(thread_environment(count))
+    return count

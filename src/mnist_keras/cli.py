@@ -28,6 +28,7 @@ from mnist_keras.backends import (
     requested_backend,
     require_training_extra,
     select_backend,
+    use_threads,
 )
 from mnist_keras.config import Config, field_types, load_config, parse_override
 from mnist_keras.errors import TrainingInterrupted, UserError
@@ -395,6 +396,7 @@ def choose_backend(args: argparse.Namespace) -> str | None:
         require_training_extra()
     if args.command == "train":
         args.plan = plan_training(args)
+        use_threads(args.plan.config.threads)
         return select_backend(args.plan.backend, args.plan.config.model)
     if args.command in ("sweep", "seeds"):
         args.sweep_plan = plan_sweep(args, args.backend or requested_backend())

@@ -86,6 +86,13 @@ class Config:
     not_digit_class: bool = False
     not_digit_fraction: float = 0.1
 
+    # Intra-op threads of the engine's kernels (TensorFlow's oneDNN, XLA's Eigen). How they split a
+    # sum depends on how many there are, not on the cores under them: two threads give the same
+    # digits on two cores or pinned to one (measured for both families), where a run that takes
+    # the cores it finds does not. 0 takes the cores this process may run on, faster on a larger
+    # machine, but its digits then depend on the core count. config.json records the count used.
+    threads: int = 2
+
     def __post_init__(self) -> None:
         validate(self)
 
@@ -161,6 +168,8 @@ def validate(config: Config) -> None:
     for name in positive_ints:
         if getattr(config, name) < 1:
             raise ConfigError(f"setting {name!r} must be at least 1, got {getattr(config, name)}")
+    if config.threads < 0:
+        raise ConfigError(f"setting 'threads' must be at least 0 (0: the cores available), got {config.threads}")
     if config.seed < 0:
         raise ConfigError(f"setting 'seed' must be non-negative, got {config.seed}")
     if not config.learning_rate > 0:

@@ -1,13 +1,13 @@
 """Give one process (a sweep trial) its own share of this machine's cores, before Keras loads.
 
-XLA ignores OMP_NUM_THREADS and sizes its thread pools from the cores it can
-see, so concurrent trials that only limit thread counts still oversubscribe
-the CPU. Each trial therefore claims cores: it takes an exclusive lock on one
-file per core (the kernel drops the lock when the process dies, SIGKILL
-included, so a killed trial never leaks its cores), restricts itself to those
-cores with `sched_setaffinity`, and sets every library's thread count to
-match. Ray does not say which cores a task owns, only how many, hence the
-locks; they live in the node's temporary directory because cores are per node.
+Trials that share cores slow each other down, so each trial claims cores: it
+takes an exclusive lock on one file per core (the kernel drops the lock when
+the process dies, SIGKILL included, so a killed trial never leaks its cores)
+and restricts itself to those cores with `sched_setaffinity`. Ray does not say
+which cores a task owns, only how many, hence the locks; they live in the
+node's temporary directory because cores are per node. How many threads the
+trial's engine runs is the recipe's (`backends.use_threads`), not the cores it
+got, so a trial gives the digits the same seed gives trained alone.
 """
 
 from __future__ import annotations
@@ -44,32 +44,12 @@ def claim_cores(count: int, lock_dir: Path = LOCK_DIR) -> list[int]:
     return claimed
 
 
-def thread_environment(threads: int) -> dict[str, str]:
-    """Environment variables that size each numeric library's thread pools to `threads`."""
-    value = str(threads)
-    return {
-        "OMP_NUM_THREADS": value,
-        "MKL_NUM_THREADS": value,
-        "OPENBLAS_NUM_THREADS": value,
-        "TF_NUM_INTRAOP_THREADS": value,
-        "TF_NUM_INTEROP_THREADS": "1",
-        # XLA's CPU client (JAX) runs Eigen on its own pool unless told not to.
-        "XLA_FLAGS": f"--xla_cpu_multi_thread_eigen={'true' if threads > 1 else 'false'} "
-                     f"intra_op_parallelism_threads={value}",
-    }
-
-
 def pin_process(count: int) -> list[int]:
-    """Claim `count` cores, pin this process to them and set thread counts; call before Keras loads.
+    """Claim `count` cores and pin this process to them; call before Keras loads.
 
-    Returns the cores pinned to; with no free core left, nothing is pinned (an empty list)
-    but the thread counts are still set to `count`.
+    Returns the cores pinned to; with no free core left, nothing is pinned (an empty list).
     """
     cores = claim_cores(count)
     if cores:
         os.sched_setaffinity(0, cores)
-    settings = thread_environment(max(1, len(cores) or count))
-    # Keep any XLA flags the user set; ours come first so theirs win.
-    settings["XLA_FLAGS"] = " ".join(filter(None, (settings["XLA_FLAGS"], os.environ.get("XLA_FLAGS"))))
-    os.environ.update(settings)
     return cores

@@ -126,15 +126,15 @@ class SweepResult:
 
 def run_trial(params: dict[str, Any], settings: TrialSettings) -> None:
     """One trial: pin cores, choose the backend, then a normal `train_run` that reports every epoch to Tune."""
+    from mnist_keras.backends import select_backend, use_threads
     from mnist_keras.sweeps.cores import pin_process
-
-    pin_process(settings.cpus)  # before Keras or XLA size their thread pools
-    from ray import tune
-
-    from mnist_keras.backends import select_backend
 
     space = Space.from_record(settings.space)
     config = space.config_for(params)
+    pin_process(settings.cpus)
+    use_threads(config.threads)  # before Keras or XLA size their thread pools
+    from ray import tune
+
     if settings.backend is None:
         # Workers inherit the driver's environment, where the CLI chose a backend for itself.
         os.environ.pop("KERAS_BACKEND", None)

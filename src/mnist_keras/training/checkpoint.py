@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from mnist_keras.config import Config
-from mnist_keras.errors import RunDirectoryError
+from mnist_keras.errors import ConfigError, RunDirectoryError
 from mnist_keras.rundir import staging_path, write_json_atomic
 from mnist_keras.training.state import TrainingState
 
@@ -55,6 +55,14 @@ def read_latest(directory: Path) -> dict[str, Any] | None:
     return record
 
 
+def same_recipe(recorded: dict[str, Any], config: Config) -> bool:
+    """Whether a checkpoint's recorded recipe is `config` (settings added since it was saved take their defaults)."""
+    try:
+        return Config.from_dict(recorded) == config
+    except ConfigError:
+        return False
+
+
 class Checkpointer:
     """The loop's checkpoints in one directory, for one recipe: `fit` calls `restore` once, `save` every epoch.
 
@@ -73,7 +81,7 @@ class Checkpointer:
     def latest(self) -> dict[str, Any] | None:
         """The latest checkpoint record of this recipe, or None (none yet, or another recipe's)."""
         record = read_latest(self.directory)
-        return record if record is not None and record["recipe"] == self.config.to_dict() else None
+        return record if record is not None and same_recipe(record["recipe"], self.config) else None
 
     def restore(self, model: Any, augmenter: Any = None) -> TrainingState | None:
         """Load the latest checkpoint of this recipe into `model` (its training state built); None if there is none."""

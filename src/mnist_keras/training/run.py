@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mnist_keras import environment
+from mnist_keras.backends import cores_available, use_threads
 from mnist_keras.config import Config
 from mnist_keras.data.mnist import Mnist
 from mnist_keras.errors import RunDirectoryError, TrainingDiverged, TrainingInterrupted, UserError
@@ -62,6 +63,7 @@ def train_run(
     `run_dir` is replaced.
     """
     run_dir = Path(run_dir)
+    use_threads(config.threads)  # the CLI and a sweep's trials did so before Keras loaded; in-process callers here
     staging = staging_path(run_dir)
     checkpointer = checkpointer if checkpointer is not None else Checkpointer.for_run(run_dir, config)
     if checkpointer.directory != checkpoint.run_checkpoint_dir(run_dir):
@@ -117,6 +119,9 @@ def run_config_record(config: Config, mnist: Mnist, recipe_name: str | None) -> 
     record = {
         "recipe": config.to_dict(),
         "backend": environment.backend_name(),
+        # The engine's intra-op threads (they decide the digits) and the cores the run could use.
+        "threads": config.threads or cores_available(),
+        "cores": cores_available(),
         "versions": environment.library_versions(),
         "data": {"source": mnist.source, "md5": mnist.checksums},
     }
