@@ -25,7 +25,9 @@ CHROMIUM_FLAGS = (
     "--window-size=1000,900",
 )
 PAGE_TIMEOUT_SECONDS = 30
-PAD_SIDE = 280  # the drawing canvas, in CSS pixels (static/index.html)
+PAD_SIDE = 280  # the drawing canvas, in CSS pixels (static/index.html); a number's pad is wider (app.js)
+NUMBER_SLOT = 175  # the width each digit of a drawn number takes on the number pad
+NUMBER_SCALE = 0.75  # a number's digits, drawn a little smaller than one digit alone
 POINTS_PER_SEGMENT = 8
 
 pytestmark = [pytest.mark.real_data, pytest.mark.slow]
@@ -98,11 +100,12 @@ def draw(driver, strokes: list[list[tuple[float, float]]]) -> None:
     from selenium.webdriver.common.action_chains import ActionChains
 
     pad = driver.find_element("id", "pad")
+    width, height = pad.size["width"], pad.size["height"]
     for stroke in strokes:
         # Selenium's element offsets are from the element's centre.
         start_x, start_y = stroke[0]
         actions = ActionChains(driver, duration=10)
-        actions.move_to_element_with_offset(pad, int(start_x - PAD_SIDE / 2), int(start_y - PAD_SIDE / 2))
+        actions.move_to_element_with_offset(pad, int(start_x - width / 2), int(start_y - height / 2))
         actions.click_and_hold()
         position = (int(start_x), int(start_y))
         for (from_x, from_y), (to_x, to_y) in itertools.pairwise(stroke):
@@ -185,3 +188,47 @@ def test_an_answer_that_is_not_a_digit_shows_no_digit(browser, server_url):
     browser.execute_script("showResult(" + answer % "true" + ");")
     assert browser.find_element("id", "digit").text == "8"
     assert browser.find_element("id", "confidence").text == "97.0%"
+
+
+def number_strokes(digits: list[int]) -> list[list[tuple[float, float]]]:
+    """`digits` drawn side by side on the number pad, each the single-digit strokes, smaller, in a slot of its own."""
+    strokes = []
+    for slot, digit in enumerate(digits):
+        centre = slot * NUMBER_SLOT + NUMBER_SLOT / 2
+        for stroke in DIGIT_STROKES[digit]:
+            strokes.append([(centre + (x - PAD_SIDE / 2) * NUMBER_SCALE, PAD_SIDE / 2 + (y - PAD_SIDE / 2) * NUMBER_SCALE)
+                            for x, y in stroke])
+    return strokes
+
+
+def test_a_drawn_number_is_read_and_each_digit_boxed(browser, server_url):
+    import json
+
+    browser.get(server_url + "/")
+    browser.find_element("css selector", 'input[name="mode"][value="number"]').click()
+    assert browser.find_element("id", "pad").size["width"] > 3 * PAD_SIDE / 2
+    digits = [1, 7, 0, 4]
+    draw(browser, number_strokes(digits))
+    wait_for_answer(browser)
+    assert browser.find_element("id", "result").get_attribute("data-state") == "ready", \
+        browser.find_element("id", "status").text
+    assert browser.find_element("id", "text").text == "1704"
+    reading = json.loads(browser.find_element("id", "result").get_attribute("data-answer"))
+    (line,) = reading["lines"]
+    assert [mark["digit"] for mark in line] == digits and all(mark["is_digit"] for mark in line)
+    # Each box holds its own slot of the pad, left to right.
+    for slot, mark in enumerate(line):
+        x0, _, x1, _ = mark["box"]
+        assert slot * NUMBER_SLOT <= x0 < x1 <= (slot + 1) * NUMBER_SLOT, (slot, mark["box"])
+    items = [item.text for item in browser.find_elements("css selector", "#marks li")]
+    assert [item.split(" ")[0] for item in items] == [str(digit) for digit in digits]
+    # The boxes are drawn over the pad, not into it: the overlay has ink, the pad still only the strokes.
+    overlay_ink = browser.execute_script(
+        "const c = document.getElementById('boxes');"
+        "return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data).some(v => v > 0);"
+    )
+    assert overlay_ink
+    browser.find_element("id", "clear").click()
+    assert browser.find_element("id", "text").text == "–"
+    browser.find_element("css selector", 'input[name="mode"][value="digit"]').click()
+    assert browser.find_element("id", "pad").size["width"] == PAD_SIDE

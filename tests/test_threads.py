@@ -68,9 +68,12 @@ def train_history(out: Path, recipe: str, cores: str | None, *flags: str) -> tup
                "--no-onnx", "--out", str(out), *flags]
     if cores is not None:
         command = ["taskset", "-c", cores, *command]
-    environment = {key: value for key, value in os.environ.items() if key not in thread_environment(1)}
+    # Neither this process's thread counts nor its backend (the suite's runs chose one): the child chooses as `train`.
+    environment = {key: value for key, value in os.environ.items()
+                   if key not in (*thread_environment(1), "KERAS_BACKEND")}
     environment["PYTHONPATH"] = os.pathsep.join(filter(None, (str(SRC), os.environ.get("PYTHONPATH"))))
     subprocess.run(command, env=environment, check=True, capture_output=True, timeout=900)
+    assert json.loads((out / "config.json").read_text())["backend"] == {"cnn": "tensorflow", "seed": "jax"}[recipe]
     rows = list(csv.DictReader(io.StringIO((out / "history.csv").read_text())))
     for row in rows:
         del row["seconds"]
