@@ -3,7 +3,7 @@
 The lean install is simulated in a child process whose Keras, TensorFlow, JAX and
 torch cannot be imported (their entries in sys.modules are None, which is what
 `importlib.util.find_spec` and `import` see when a package is absent). The real
-`pip install .` into a fresh venv is the full lane's (test_a_fresh_lean_venv...).
+`pip install .` into a fresh venv is the full lane's (test_lean_install.py).
 """
 
 from __future__ import annotations

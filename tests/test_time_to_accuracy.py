@@ -41,14 +41,14 @@ def test_time_to_a_target_is_the_first_point_where_the_mean_over_seeds_reaches_i
             run(2, [(3.0, 0.982), (5.0, 0.984), (7.0, 0.989)])]
     row = tta.summarise("peer", "a peer", "peer", runs, load_average=0.5)
     assert [point["seconds"] for point in row["curve"]] == [2.5, 4.5, 6.5]
-    assert row["time_to"] == {"0.9843": 4.5, "0.9900": 6.5}
+    assert row["time_to"] == {"0.9843": 4.5, "0.9900": 6.5, "0.9950": None}
     assert row["train_seconds_median"] == 6.5 and row["test_accuracy_mean"] == pytest.approx(0.990)
 
 
 def test_a_target_never_reached_has_no_time_and_a_run_reporting_only_its_end_has_one_point():
     row = tta.summarise("seed", "a recipe", "recipe", [run(1, [(1.5, 0.986)]), run(2, [(2.5, 0.984)])], 0.0)
     assert row["curve"] == [{"epoch": 1, "seconds": 2.0, "test_accuracy": pytest.approx(0.985)}]
-    assert row["time_to"] == {"0.9843": 2.0, "0.9900": None}
+    assert row["time_to"] == {"0.9843": 2.0, "0.9900": None, "0.9950": None}
 
 
 def test_ratios_say_how_many_times_faster_than_each_peer_a_row_trains():
@@ -85,6 +85,8 @@ def test_the_table_lists_unavailable_rows_and_the_figure_draws_every_row():
     assert "test machine" in table and "bf16 unknown" in table and "unavailable: unknown" in table
     lines = [line for line in table.splitlines() if line.startswith("|")]
     assert len({line.count("|") for line in lines}) == 1  # every row has as many cells as the header
+    assert lines[0].startswith("| row | × faster than peer |") and "to 99.50%" in lines[0]
+    assert lines[2].startswith("| ours | **2.50×** |")  # 5.0 s against 2.0 s
     figure = tta.accuracy_figure(rows, results["targets"])
     assert len(figure.axes[0].lines) == len(rows) + len(results["targets"])
 
@@ -118,7 +120,7 @@ def test_quick_mode_writes_every_field(tmp_path, real_mnist):
     for row in results["rows"]:
         assert set(row) == ROW_FIELDS
         assert row["seeds"] == [1] and row["train_seconds_median"] > 0 and 0 <= row["test_accuracy_mean"] <= 1
-        assert set(row["time_to"]) == {"0.9843", "0.9900"}
+        assert set(row["time_to"]) == {"0.9843", "0.9900", "0.9950"}
         assert row["curve"] and set(row["times_faster_than"]) == {r["key"] for r in results["rows"]
                                                                  if r["kind"] == "peer"}
     table = (tmp_path / "time_to_accuracy.md").read_text()
