@@ -73,7 +73,7 @@ def single_digits_agree(predictor, digits: np.ndarray, count: int, seed: int) ->
     from mnist_keras.inference.images import decode_grey_file
     from mnist_keras.inference.reading import predict_grey, read_grey
 
-    agree = 0
+    agree = same_digit = 0
     with tempfile.TemporaryDirectory() as folder:
         paths, _ = write_photos(digits[:count], folder, seed=seed)
         for path in paths:
@@ -83,9 +83,13 @@ def single_digits_agree(predictor, digits: np.ndarray, count: int, seed: int) ->
                            if mark["is_digit"]]
             if predicted["is_digit"]:
                 agree += [mark["probabilities"] for mark in digits_read] == [predicted["probabilities"]]
+                same_digit += [mark["digit"] for mark in digits_read] == [predicted["digit"]]
             else:
                 agree += not digits_read
-    return {"images": len(paths), "read_agrees_with_predict": agree / len(paths)}
+                same_digit += not digits_read
+    # Where the probabilities differ, read set a stray mark or a ruled line apart that predict's input kept.
+    return {"images": len(paths), "read_agrees_with_predict": agree / len(paths),
+            "read_gives_predicts_digit": same_digit / len(paths)}
 
 
 def time_six_digits(predictor_path: Path, digits: np.ndarray, labels: np.ndarray, reads: int, seed: int) -> dict:
@@ -182,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, figures in rows:
         print(f"| {name} ({figures['numbers']}) | {100 * figures['whole_number_accuracy']:.1f}% "
               f"| {100 * figures['digit_accuracy']:.2f}% |")
+    single = result["single_digit"]
+    print(f"\none digit ({single['images']} photos): read gives predict's digit {single['read_gives_predicts_digit']:.1%}, "
+          f"its very probabilities {single['read_agrees_with_predict']:.1%}")
     if "six_digits_one_core" in result:
         print(f"\n6-digit line, one core: median {result['six_digits_one_core']['median_ms']:.1f} ms")
     photo = result["photo_48mp"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -32,14 +33,28 @@ def tree_megabytes(folder: Path) -> float:
     return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file() and not path.is_symlink()) / 1e6
 
 
+def source_copy(destination: Path) -> Path:
+    """The project's files (tracked and new, not ignored) copied to `destination`: pip builds there, so no
+    build/ left in the checkout, with files of an older build in it, goes into the wheel."""
+    listed = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            capture_output=True, check=True).stdout.decode().split("\0")
+    for name in filter(None, listed):
+        if (ROOT / name).is_file():
+            (destination / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, destination / name)
+    return destination
+
+
 @pytest.fixture(scope="module")
 def lean_venv(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("lean") / "venv"
-    venv.create(folder, with_pip=True)
+    folder = tmp_path_factory.mktemp("lean")
+    source = source_copy(folder / "source")
+    venv.create(folder / "venv", with_pip=True)
     environment = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    subprocess.run([str(folder / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                    str(ROOT)], env=environment, check=True, capture_output=True, timeout=INSTALL_TIMEOUT_S)
-    return folder
+    subprocess.run([str(folder / "venv" / "bin" / "python"), "-m", "pip", "install", "--quiet",
+                    "--disable-pip-version-check", str(source)], env=environment, check=True, capture_output=True,
+                   timeout=INSTALL_TIMEOUT_S)
+    return folder / "venv"
 
 
 def lean_cli(lean_venv: Path, *argv: str) -> subprocess.CompletedProcess:
