@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 BENCHMARKS = Path(__file__).resolve().parent
+PROJECT = BENCHMARKS.parent
 RESULTS_DIR = BENCHMARKS / "results"  # where the committed figures of the README live
 SEED_TEST_ACCURACY = 0.9843  # the seed notebook's published test accuracy
 STDERR_TAIL_LINES = 10  # enough for a Python traceback's last frames and its error line
@@ -157,3 +159,20 @@ def train_on_seeds(config, mnist, seeds: Sequence[int]) -> Iterator[tuple[int, d
             metrics = train_run(dataclasses.replace(config, seed=seed), mnist, Path(directory) / "run", verbose=0,
                                 export_onnx=False)
         yield seed, metrics
+
+
+def project_copy(destination: Path) -> Path:
+    """The project's files (tracked and new, not ignored) copied to `destination`, as a fresh clone has them:
+    a wheel built there holds no file of an older build/ left in the checkout."""
+    listed = subprocess.run(["git", "-C", str(PROJECT), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            capture_output=True, check=True).stdout.decode().split("\0")
+    for name in filter(None, listed):
+        if (PROJECT / name).is_file():
+            (destination / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(PROJECT / name, destination / name)
+    return destination
+
+
+def tree_megabytes(folder: Path) -> float:
+    """The size of the files under `folder` (symbolic links not followed), in MB."""
+    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file() and not path.is_symlink()) / 1e6
