@@ -134,12 +134,17 @@ def thread_environment(threads: int) -> dict[str, str]:
     }
 
 
+def thread_count(threads: int) -> int:
+    """A recipe's `threads` as a count of threads: 0 is the cores available."""
+    return threads or cores_available()
+
+
 def use_threads(threads: int) -> int:
     """Size the engines' thread pools to `threads` (0: the cores available) and return the count.
 
     Call before the engine runs its first operation: TensorFlow and XLA size their
     pools once, when they start.
     """
-    count = threads or cores_available()
+    count = thread_count(threads)
     os.environ.update(thread_environment(count))
     return count

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mnist_keras import environment
-from mnist_keras.backends import cores_available, use_threads
+from mnist_keras.backends import cores_available, thread_count, use_threads
 from mnist_keras.config import Config
 from mnist_keras.data.mnist import Mnist
 from mnist_keras.errors import RunDirectoryError, TrainingDiverged, TrainingInterrupted, UserError
@@ -120,7 +120,7 @@ def run_config_record(config: Config, mnist: Mnist, recipe_name: str | None) -> 
         "recipe": config.to_dict(),
         "backend": environment.backend_name(),
         # The engine's intra-op threads (they decide the digits) and the cores the run could use.
-        "threads": config.threads or cores_available(),
+        "threads": thread_count(config.threads),
         "cores": cores_available(),
         "versions": environment.library_versions(),
         "data": {"source": mnist.source, "md5": mnist.checksums},
