@@ -245,6 +245,9 @@ def test_read_route_json_pixels_of_any_size(client):
 def test_read_route_blank_and_bad_requests(client):
     blank = client.post("/read", files={"file": ("blank.png", image_bytes(np.ones((30, 30))), "image/png")})
     assert blank.status_code == 200 and blank.json() == {"text": "", "lines": []}
+    # Only a margin line down one edge (a ruled line, not a mark): nothing written, not a 500.
+    margin = client.post("/read", json={"pixels": [[0.0] * 27 + [1.0]] * 28})
+    assert margin.status_code == 200 and margin.json() == {"text": "", "lines": []}, margin.text
     for response, status in [
         (client.post("/read", files={"file": ("x.png", b"junk", "image/png")}), 415),
         (client.post("/read", json={"pixels": [[0.0, 2.0]]}), 422),

@@ -520,6 +520,8 @@ def read_grey(gray: np.ndarray, predictor: Predictor, size: tuple[int, int] | No
             return {"text": "", "lines": []}
         reader = Reader(ink, predictor)
         marks = merge_pieces([mark for mark in blobs(ink.mask) if not is_rule(mark, ink.mask.shape)])
+        if not marks:
+            return {"text": "", "lines": []}  # ruled lines and specks only: nothing written
         readings = [found for line in group_lines(marks) if (found := reader.read_line(line))]
         digit_height = typical_height(marks)
         lines = [[record(reading, digit_height) for reading in line] for line in readings]
