@@ -65,15 +65,16 @@ class ServiceMetrics:
                               "answered 4xx: a bad image or body)", ("outcome",), registry=self.registry)
         self.model = Gauge("mnist_keras_model_info", "the model that answers (always 1; the labels say which)",
                            ("run", "recipe", "model", "predictor"), multiprocess_mode="max", registry=self.registry)
-        for outcome in OUTCOMES:  # every outcome shows from the start, at 0
-            self.images.labels(outcome)
+        # Every outcome shows from the start, at 0; its child is looked up here, once.
+        self.images_by_outcome = {outcome: self.images.labels(outcome) for outcome in OUTCOMES}
 
     def describe_model(self, about: dict[str, Any]) -> None:
         self.model.labels(*(str(about.get(key) or "") for key in ("run", "recipe", "model", "predictor"))).set(1)
 
     def count_readings(self, is_digit: Iterable[bool]) -> None:
+        digits, not_digits = self.images_by_outcome["digit"], self.images_by_outcome["not_digit"]
         for answer in is_digit:
-            self.images.labels("digit" if answer else "not_digit").inc()
+            (digits if answer else not_digits).inc()
 
     def exposition(self) -> tuple[bytes, str]:
         """The Prometheus text format, summed over every worker in multiprocess mode."""
@@ -144,7 +145,7 @@ class RequestMetrics:
         if found is None:
             refused = route in READING_ROUTES and 400 <= status < 500 and status != 401
             found = (self.metrics.requests.labels(route, method, str(status)), self.metrics.latency.labels(route),
-                     self.metrics.images.labels("refused") if refused else None)
+                     self.metrics.images_by_outcome["refused"] if refused else None)
             if len(self.children_by_key) < MAX_CACHED_LABELS:
                 self.children_by_key[key] = found
         return found
