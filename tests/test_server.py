@@ -500,3 +500,8 @@ def test_json_access_lines_are_one_object_each():
     assert line["path"] == "/healthz" and line["status"] == 200 and line["level"] == "info"
     message = logging.LogRecord("mnist_keras", logging.WARNING, __file__, 1, "slow %s", ("client",), None)
     assert json.loads(JsonLines().format(message))["message"] == "slow client"
+
+
+def test_json_access_lines_keep_text_that_is_not_utf8():
+    message = logging.LogRecord("mnist_keras", logging.WARNING, __file__, 1, "file %s", ("caf\udce9.png",), None)
+    assert json.loads(JsonLines().format(message))["message"] == "file caf\udce9.png"

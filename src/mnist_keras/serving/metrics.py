@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -167,4 +168,7 @@ class JsonLines(logging.Formatter):
             line["message"] = record.getMessage()
         if record.exc_info:
             line["error"] = self.formatException(record.exc_info)
-        return json.dumps(line)
+        try:
+            return orjson.dumps(line).decode()  # a tenth of json.dumps's time: one line per request adds up
+        except TypeError:  # text orjson will not write (a lone surrogate): the standard library escapes it
+            return json.dumps(line)
