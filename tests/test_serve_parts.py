@@ -199,6 +199,14 @@ def test_the_app_answers_exactly_the_routes_in_the_table():
 # ---------------------------------------------------------------- the Service, as the handlers get it
 
 
+def test_the_apis_routes_are_matched_before_fastapis_own_and_documented_in_the_tables_order():
+    app = create_app(Uniform())
+    built_in = [route.path in routes.BUILT_IN_PATHS for route in app.router.routes]
+    assert built_in == sorted(built_in) and any(built_in)  # ours first, then the docs'
+    documented = [route.path for route in routes.ROUTES if route.path in app.openapi()["paths"]]
+    assert list(app.openapi()["paths"]) == documented
+
+
 def test_handlers_reach_the_service_through_the_dependency():
     app = create_app(Uniform())
     client = TestClient(app)

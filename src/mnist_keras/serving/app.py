@@ -48,7 +48,7 @@ from mnist_keras.serving.handlers import (
 )
 from mnist_keras.serving.metrics import RequestMetrics, ServiceMetrics
 from mnist_keras.serving.middleware import BearerToken, BodyLimit, CloseWhileDraining
-from mnist_keras.serving.routes import ROUTES
+from mnist_keras.serving.routes import BUILT_IN_PATHS, ROUTES
 from mnist_keras.serving.schemas import (
     ANY_PIXELS_SCHEMA,
     ERROR_RESPONSES,
@@ -115,6 +115,10 @@ def add_routes(app: FastAPI, limits: ServiceLimits) -> None:
                                  route_class_override=endpoint.route_class, **endpoint.options)
     if ours:
         raise ValueError(f"endpoints for routes not in the route table: {sorted(ours)}")
+    # Each request is matched against the routes in turn: FastAPI's own (the docs, first in the list) go last,
+    # so that the API's are found sooner. No two routes match one path, and the OpenAPI document lists only ours
+    # in their own order: no answer changes.
+    app.router.routes.sort(key=lambda served: served.path in BUILT_IN_PATHS)
 
 
 @contextlib.asynccontextmanager

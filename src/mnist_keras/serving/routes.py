@@ -50,6 +50,7 @@ OTHER_ROUTE = "other"  # the label of any path not in the table
 OPEN_PATHS = frozenset(route.path for route in ROUTES if not route.guarded and not route.files)
 OPEN_PREFIXES = tuple(route.path + "/" for route in ROUTES if not route.guarded and route.files)
 READING_ROUTES = tuple(route.path for route in ROUTES if route.reads_images)
+BUILT_IN_PATHS = frozenset(route.path for route in ROUTES if route.built_in)
 # The routes that are one path each, by it: most requests are found here at once, not by a walk through the table.
 EXACT_ROUTES = {route.path: route for route in ROUTES if not route.files}
 
