@@ -34,7 +34,7 @@ import uvicorn
 from fastapi.testclient import TestClient
 
 from mnist_keras.serving.app import create_app
-from mnist_keras.serving.metrics import JsonLines
+from mnist_keras.serving.metrics import AccessText, JsonLines
 from mnist_keras.serving.server import MAX_HEADER_BYTES, DeadlineProtocol, close_listeners
 
 STARTUP_SECONDS = 120
@@ -505,3 +505,22 @@ def test_json_access_lines_are_one_object_each():
 def test_json_access_lines_keep_text_that_is_not_utf8():
     message = logging.LogRecord("mnist_keras", logging.WARNING, __file__, 1, "file %s", ("caf\udce9.png",), None)
     assert json.loads(JsonLines().format(message))["message"] == "file caf\udce9.png"
+
+
+@pytest.mark.parametrize("use_colors", [False, True])
+def test_text_access_lines_are_uvicorns_own(use_colors):
+    from uvicorn.config import LOGGING_CONFIG
+    from uvicorn.logging import AccessFormatter
+
+    line_format = LOGGING_CONFIG["formatters"]["access"]["fmt"]
+    ours, uvicorns = (formatter(fmt=line_format, use_colors=use_colors) for formatter in (AccessText, AccessFormatter))
+    for level, args in [(logging.INFO, ("127.0.0.1:5555", "POST", "/predict", "1.1", 200)),
+                        (logging.INFO, ("10.0.0.2:80", "GET", "/static/app.js?v=2", "1.0", 404)),
+                        (logging.WARNING, (None, "GET", "/caf%C3%A9", "1.1", 599)),
+                        (logging.INFO, ("127.0.0.1:1", "HEAD", "/", "1.1", 431))]:
+        record = logging.LogRecord("uvicorn.access", level, __file__, 1, '%s - "%s %s HTTP/%s" %d', args, None)
+        before = dict(record.__dict__)
+        line = ours.format(record)
+        assert record.__dict__ == {**before, "message": record.getMessage()}  # only what logging itself adds
+        assert line == uvicorns.format(record) and str(args[1]) in line
+        assert ours.format(record) == line  # the status text, once remembered, is the same
