@@ -5,19 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import threading
 
 import numpy as np
+import orjson
 import pytest
 from fastapi.testclient import TestClient
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
 from mnist_keras.constants import NUM_CLASSES, NUM_PIXELS
+from mnist_keras.inference.images import pixels_to_image
 from mnist_keras.serving import routes
 from mnist_keras.serving.app import create_app
-from mnist_keras.serving.bodies import RequestProblem, read_json_body, unsupported, upload_bytes
-from mnist_keras.serving.handlers import current_service
+from mnist_keras.serving.bodies import RequestProblem, parse_json, read_json_body, unsupported, upload_bytes
+from mnist_keras.serving.handlers import ServiceRoute, answer_soon, current_service
 from mnist_keras.serving.metrics import ServiceMetrics
 from mnist_keras.serving.middleware import CloseWhileDraining
 from mnist_keras.serving.service import JSON_BYTES_PER_NUMBER, DecodePool, Readiness, Service, ServiceLimits
@@ -68,6 +71,73 @@ def test_json_body_parsing():
         with pytest.raises(RequestProblem, match=message) as caught:
             run(read_json_body(request_with(body), "pixels", max_bytes=1000 if status == 413 else 10**7))
         assert caught.value.status_code == status
+
+
+# What orjson turns down and the standard library reads: NaN and infinities, numbers beyond a double's
+# range, UTF-16 and UTF-32 text, a UTF-8 byte-order mark, and lone surrogates.
+ONLY_THE_STANDARD_LIBRARY_READS = [
+    b'{"pixels": [NaN, Infinity, -Infinity, 0.5]}',
+    b'{"pixels": [' + b"1" + b"0" * 400 + b", 0.5]}",
+    b'{"pixels": [1e400, 0.5]}',
+    '{"pixels": [0.25, 1]}'.encode("utf-16"),
+    '{"pixels": [0.25, 1]}'.encode("utf-32-le"),
+    b'\xef\xbb\xbf{"pixels": [0.25, 1]}',
+    b'{"pixels": "\\ud800 alone"}',
+]
+
+
+def same_json_value(left, right) -> bool:
+    """Equal as JSON values, NaN equal to NaN, and the same types (1 and 1.0 differ in what they become)."""
+    if isinstance(left, float) and isinstance(right, float) and math.isnan(left) and math.isnan(right):
+        return True
+    if type(left) is not type(right):
+        return False
+    if isinstance(left, dict):
+        return left.keys() == right.keys() and all(same_json_value(left[key], right[key]) for key in left)
+    if isinstance(left, list):
+        return len(left) == len(right) and all(map(same_json_value, left, right))
+    return left == right
+
+
+@pytest.mark.parametrize("body", ONLY_THE_STANDARD_LIBRARY_READS)
+def test_json_orjson_refuses_is_read_by_the_standard_library(body):
+    with pytest.raises(orjson.JSONDecodeError):  # the case really reaches the fallback
+        orjson.loads(body)
+    assert same_json_value(parse_json(body), json.loads(body))
+
+
+def test_json_both_parsers_read_gives_the_same_value():
+    rng = np.random.default_rng(0)
+    pixels = rng.random((28, 28)).round(rng.integers(1, 17)).tolist()
+    bodies = [json.dumps({"pixels": pixels}).encode(), json.dumps({"pixels": pixels}, indent=1).encode(),
+              b'{"pixels": [1, 2.0, -0.0, 1e-320, 5e-324, 1.7976931348623157e308, 0.1]}',
+              b'{"pixels": "\\u00e9 \\ud83d\\ude00"}', b'{"pixels": [true, false, null, {"a": []}]}']
+    for body in bodies:
+        assert same_json_value(parse_json(body), json.loads(body)), body[:60]
+
+
+def test_json_integers_beyond_64_bits_are_the_same_number_to_every_route():
+    # orjson reads them as the nearest double where json.loads keeps the exact integer ...
+    huge = 10**30
+    body = json.dumps({"pixels": [[huge] + [0.0] * 27] * 28}).encode()
+    assert parse_json(body)["pixels"][0][0] == float(huge) and json.loads(body)["pixels"][0][0] == huge
+    # ... and a route reads every number as a double: the answer is the one for the number written as a double.
+    client = TestClient(create_app(Uniform()))
+    as_double = body.replace(str(huge).encode(), repr(float(huge)).encode())
+    for path in ("/predict", "/read"):
+        answers = [client.post(path, content=sent, headers={"content-type": "application/json"})
+                   for sent in (body, as_double)]
+        assert answers[0].status_code == answers[1].status_code == 422
+        assert answers[0].content == answers[1].content and f"{float(huge):g}" in answers[0].json()["error"]
+
+
+@pytest.mark.parametrize("body", [b"{not json", b'{"pixels": [1,]}', b"\xff\xfe\x00", b"", b'{"a": 1} x'])
+def test_json_neither_parser_reads_raises_the_standard_librarys_error(body):
+    with pytest.raises((json.JSONDecodeError, UnicodeDecodeError)) as expected:
+        json.loads(body)
+    with pytest.raises(expected.type) as caught:
+        parse_json(body)
+    assert str(caught.value) == str(expected.value)
 
 
 def test_uploads_must_be_files_within_the_limit():
@@ -129,6 +199,14 @@ def test_the_app_answers_exactly_the_routes_in_the_table():
 # ---------------------------------------------------------------- the Service, as the handlers get it
 
 
+def test_the_apis_routes_are_matched_before_fastapis_own_and_documented_in_the_tables_order():
+    app = create_app(Uniform())
+    built_in = [route.path in routes.BUILT_IN_PATHS for route in app.router.routes]
+    assert built_in == sorted(built_in) and any(built_in)  # ours first, then the docs'
+    documented = [route.path for route in routes.ROUTES if route.path in app.openapi()["paths"]]
+    assert list(app.openapi()["paths"]) == documented
+
+
 def test_handlers_reach_the_service_through_the_dependency():
     app = create_app(Uniform())
     client = TestClient(app)
@@ -177,3 +255,81 @@ def test_close_while_draining_adds_the_header_once_it_drains():
     readiness.drain()
     assert headers_sent(plain) == [(b"content-type", b"text/plain"), (b"connection", b"close")]
     assert headers_sent(closing) == [(b"connection", b"close")]
+
+
+# ---------------------------------------------------------------- one image: on the event loop or on the pool
+
+
+class Linear:
+    """A predictor whose answer depends on every pixel (softmax of a fixed random map); notes its callers' threads."""
+
+    name = "linear"
+
+    def __init__(self) -> None:
+        self.weights = np.random.default_rng(0).normal(size=(NUM_PIXELS, NUM_CLASSES)).astype(np.float32)
+        self.threads: list[str] = []
+
+    def predict(self, pixels: np.ndarray) -> np.ndarray:
+        self.threads.append(threading.current_thread().name)
+        logits = np.asarray(pixels, dtype=np.float32).reshape(-1, NUM_PIXELS) @ self.weights
+        exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return exp / exp.sum(axis=1, keepdims=True)
+
+
+def digit_image(seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    pixels = np.zeros((28, 28))
+    pixels[4:24, 8:20] = rng.random((20, 12))
+    return pixels_to_image(pixels.tolist())
+
+
+def test_one_image_gets_the_same_answer_on_the_event_loop_and_on_the_thread_pool():
+    predictor = Linear()
+    service = Service(predictor, {}, ServiceLimits(), ServiceMetrics(), Readiness())
+    images = [digit_image(seed) for seed in range(3)]
+    on_the_loop = [run(answer_soon(service, [image]))[0] for image in images]
+    assert set(predictor.threads) == {threading.current_thread().name}  # the model ran on the event loop's thread
+
+    async def while_the_model_is_busy(image: np.ndarray):
+        # Another thread holds the model: the image waits on the thread pool and is answered once it is free.
+        service.predict_lock.acquire()
+        waiting = asyncio.ensure_future(answer_soon(service, [image]))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+        service.predict_lock.release()
+        return (await waiting)[0]
+
+    predictor.threads.clear()
+    on_the_pool = [run(while_the_model_is_busy(image)) for image in images]
+    assert predictor.threads and threading.current_thread().name not in predictor.threads
+    assert orjson.dumps(on_the_pool) == orjson.dumps(on_the_loop)
+    assert on_the_loop == service.answer(images)  # what the three give as one batch
+    assert len({orjson.dumps(record) for record in on_the_loop}) == len(images)  # three different answers
+
+
+# ---------------------------------------------------------------- the prediction routes skip FastAPI's dependency solving
+
+
+def test_prediction_routes_answer_as_before_and_still_honour_an_overridden_service():
+    app = create_app(Linear())
+    assert {route.path for route in app.routes if isinstance(route, ServiceRoute)} == {"/predict", "/predict/batch"}
+    client = TestClient(app)
+    pixels = {"pixels": digit_image(1).tolist()}
+    direct = client.post("/predict", json=pixels).json()
+    assert direct == app.state.service.answer([pixels_to_image(pixels["pixels"])])[0]
+    # A stand-in Service (its predictor answers the same for every digit) reaches the prediction routes too.
+    app.dependency_overrides[current_service] = lambda: Service(Uniform(), {}, ServiceLimits(), ServiceMetrics(),
+                                                                Readiness())
+    stood_in = client.post("/predict", json=pixels).json()
+    assert stood_in["probabilities"] == [0.1] * NUM_CLASSES and stood_in["image"] == direct["image"]
+    batch = client.post("/predict/batch", json={"images": [pixels["pixels"]]}).json()
+    assert batch == [stood_in]
+    app.dependency_overrides.clear()
+    assert client.post("/predict", json=pixels).json() == direct
+
+
+def test_a_service_route_refuses_a_handler_it_could_not_call():
+    async def handler(request: Request) -> None: ...
+
+    with pytest.raises(ValueError, match="takes"):
+        ServiceRoute("/somewhere", handler, methods=["POST"])

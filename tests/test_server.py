@@ -3,8 +3,10 @@
 Slow and silent clients are cut off within the bound while others are served;
 SIGTERM finishes every accepted request and exits 0, and under load from 16
 clients loses no request that got a connection; two workers share the port
-and `/metrics` sums them; JSON access logs. In-process: closing the port
-answers the connections in its backlog; the API token and the metrics' content.
+and `/metrics` sums them; JSON access logs; the default number of workers is
+the number of cores the process may use. In-process: closing the port answers
+the connections in its backlog; headers over the bound get 431; the API token
+and the metrics' content.
 """
 
 from __future__ import annotations
@@ -22,16 +24,18 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import httpx2 as httpx
 import numpy as np
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 
 from mnist_keras.serving.app import create_app
-from mnist_keras.serving.metrics import JsonLines
-from mnist_keras.serving.server import close_listeners
+from mnist_keras.serving.metrics import AccessText, JsonLines
+from mnist_keras.serving.server import MAX_HEADER_BYTES, DeadlineProtocol, close_listeners
 
 STARTUP_SECONDS = 120
 REQUEST_TIMEOUT = 1.5
@@ -339,6 +343,81 @@ def test_closing_the_port_answers_every_connection_waiting_in_the_backlog():
     assert refused  # and the port is closed afterwards
 
 
+# ---------------------------------------------------------------- in process: the bound on headers
+
+
+@pytest.fixture
+def deadline_server() -> Iterator[int]:
+    """uvicorn serving the app on a free loopback port with our protocol, in a thread of this process: its port."""
+    config = uvicorn.Config(create_app(Constant(CONFIDENT_ONE)), host="127.0.0.1", port=free_port(),
+                            http=partial(DeadlineProtocol, request_timeout=STARTUP_SECONDS), loop="auto",
+                            lifespan="on", log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the in-process server did not start"
+        time.sleep(0.05)
+    yield config.port
+    server.should_exit = True
+    thread.join(timeout=STARTUP_SECONDS)
+
+
+def exchange(port: int, request: bytes) -> bytes:
+    """Send `request` on a new connection and read until the server closes it."""
+    with socket.create_connection(("127.0.0.1", port), timeout=STARTUP_SECONDS) as connection:
+        connection.sendall(request)
+        received = b""
+        try:
+            while chunk := connection.recv(65536):
+                received += chunk
+        except ConnectionResetError:  # closed with part of the request unread
+            pass
+    return received
+
+
+def get_with_headers(headers: list[tuple[str, str]]) -> bytes:
+    lines = "".join(f"{name}: {value}\r\n" for name, value in headers)
+    return f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n{lines}Connection: close\r\n\r\n".encode()
+
+
+def test_headers_over_the_bound_get_431_as_json_and_a_closed_connection(deadline_server):
+    room = MAX_HEADER_BYTES - 200  # the request line, Host and Connection fit in what is left
+    within = [("X-Padding", "a" * room)]
+    one_too_large = [("X-Padding", "a" * (MAX_HEADER_BYTES + 1))]
+    many_small = [(f"X-Part-{index}", "b" * 100) for index in range(MAX_HEADER_BYTES // 100 + 1)]
+    answered = exchange(deadline_server, get_with_headers(within))
+    assert answered.startswith(b"HTTP/1.1 200 ") and b'"status":"ok"' in answered
+    for headers in (one_too_large, many_small):
+        refused = exchange(deadline_server, get_with_headers(headers))
+        head, _, body = refused.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 431 "), refused[:200]
+        assert b"content-type: application/json" in head.lower() and b"connection: close" in head.lower()
+        assert json.loads(body) == {"error": f"request headers are over the limit of {MAX_HEADER_BYTES:,} bytes"}
+
+
+# ---------------------------------------------------------------- the default number of workers
+
+
+def default_workers_with_cores(cores: set[int]) -> int:
+    """The serve command's default --workers in a child process that may run on `cores` only."""
+    code = "from mnist_keras.serving.settings import defaults; print(defaults()['workers'])"
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            preexec_fn=lambda: os.sched_setaffinity(0, cores),
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}).stdout
+    return int(output)
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs CPU affinity (Linux)")
+def test_the_default_worker_count_is_the_cores_the_process_may_use():
+    ours = sorted(os.sched_getaffinity(0))
+    assert default_workers_with_cores({ours[0]}) == 1
+    assert default_workers_with_cores(set(ours)) == len(ours)
+    if len(ours) > 2:
+        assert default_workers_with_cores(set(ours[:2])) == 2
+
+
 # ---------------------------------------------------------------- in process: token and metrics
 
 
@@ -421,3 +500,27 @@ def test_json_access_lines_are_one_object_each():
     assert line["path"] == "/healthz" and line["status"] == 200 and line["level"] == "info"
     message = logging.LogRecord("mnist_keras", logging.WARNING, __file__, 1, "slow %s", ("client",), None)
     assert json.loads(JsonLines().format(message))["message"] == "slow client"
+
+
+def test_json_access_lines_keep_text_that_is_not_utf8():
+    message = logging.LogRecord("mnist_keras", logging.WARNING, __file__, 1, "file %s", ("caf\udce9.png",), None)
+    assert json.loads(JsonLines().format(message))["message"] == "file caf\udce9.png"
+
+
+@pytest.mark.parametrize("use_colors", [False, True])
+def test_text_access_lines_are_uvicorns_own(use_colors):
+    from uvicorn.config import LOGGING_CONFIG
+    from uvicorn.logging import AccessFormatter
+
+    line_format = LOGGING_CONFIG["formatters"]["access"]["fmt"]
+    ours, uvicorns = (formatter(fmt=line_format, use_colors=use_colors) for formatter in (AccessText, AccessFormatter))
+    for level, args in [(logging.INFO, ("127.0.0.1:5555", "POST", "/predict", "1.1", 200)),
+                        (logging.INFO, ("10.0.0.2:80", "GET", "/static/app.js?v=2", "1.0", 404)),
+                        (logging.WARNING, (None, "GET", "/caf%C3%A9", "1.1", 599)),
+                        (logging.INFO, ("127.0.0.1:1", "HEAD", "/", "1.1", 431))]:
+        record = logging.LogRecord("uvicorn.access", level, __file__, 1, '%s - "%s %s HTTP/%s" %d', args, None)
+        before = dict(record.__dict__)
+        line = ours.format(record)
+        assert record.__dict__ == {**before, "message": record.getMessage()}  # only what logging itself adds
+        assert line == uvicorns.format(record) and str(args[1]) in line
+        assert ours.format(record) == line  # the status text, once remembered, is the same

@@ -29,10 +29,14 @@ MIN_CONFIDENCE = 0.5
 # and keep the outer ring nearly black.
 INK_LEVEL = 0.1
 MAX_INK_COVERAGE = 0.5
+# The smallest positive float32: the digits' share is never divided by zero.
+FLOAT32_TINY = np.finfo(np.float32).tiny
 
 
 def ink_coverage(image: np.ndarray) -> float:
-    return float((np.asarray(image) > INK_LEVEL).mean())
+    """The share of pixels with ink above INK_LEVEL (a count over the size: what `.mean()` of the mask gives)."""
+    image = np.asarray(image)
+    return np.count_nonzero(image > INK_LEVEL) / image.size
 
 
 def is_digit(image: np.ndarray, outputs: np.ndarray) -> bool:
@@ -58,4 +62,4 @@ def digit_probabilities(outputs: np.ndarray) -> np.ndarray:
     if outputs.shape[-1] == NUM_CLASSES:
         return outputs
     digits = outputs[..., :NUM_CLASSES]
-    return digits / np.maximum(digits.sum(axis=-1, keepdims=True), np.finfo(np.float32).tiny)
+    return digits / np.maximum(digits.sum(axis=-1, keepdims=True), FLOAT32_TINY)

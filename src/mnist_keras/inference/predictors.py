@@ -168,7 +168,7 @@ def prediction_record(outputs: Sequence[float], image: np.ndarray, top_k: int | 
     record: dict[str, Any] = {
         "digit": digit,
         "confidence": round(float(probabilities[digit]), PROBABILITY_DECIMALS),
-        "probabilities": [round(float(value), PROBABILITY_DECIMALS) for value in probabilities],
+        "probabilities": [round(value, PROBABILITY_DECIMALS) for value in probabilities.tolist()],
         "is_digit": bool(is_digit(np.asarray(image, dtype=np.float32).reshape(IMAGE_SIDE, IMAGE_SIDE), outputs)),
     }
     if top_k is not None:

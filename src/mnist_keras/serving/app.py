@@ -26,6 +26,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException
@@ -36,6 +37,7 @@ from mnist_keras.inference.images import ImageError, ImageTooLargeError, NotAnIm
 from mnist_keras.serving.bodies import RequestProblem
 from mnist_keras.serving.handlers import (
     STATIC_DIR,
+    ServiceRoute,
     about,
     drawing_page,
     healthz,
@@ -46,7 +48,7 @@ from mnist_keras.serving.handlers import (
 )
 from mnist_keras.serving.metrics import RequestMetrics, ServiceMetrics
 from mnist_keras.serving.middleware import BearerToken, BodyLimit, CloseWhileDraining
-from mnist_keras.serving.routes import ROUTES
+from mnist_keras.serving.routes import BUILT_IN_PATHS, ROUTES
 from mnist_keras.serving.schemas import (
     ANY_PIXELS_SCHEMA,
     ERROR_RESPONSES,
@@ -69,6 +71,7 @@ class Endpoint:
 
     handler: Callable[..., Any]
     options: dict[str, Any] = dataclasses.field(default_factory=dict)  # FastAPI's add_api_route arguments
+    route_class: type[APIRoute] = APIRoute  # ServiceRoute for a handler answering each request at once
 
 
 def endpoints(limits: ServiceLimits) -> dict[str, Endpoint]:
@@ -85,11 +88,11 @@ def endpoints(limits: ServiceLimits) -> dict[str, Endpoint]:
         "/predict": Endpoint(predict, {
             "response_model": Prediction, "responses": ERROR_RESPONSES, "response_model_exclude_unset": True,
             "openapi_extra": request_body_doc("file", "pixels", many=False, max_items=1),
-        }),
+        }, ServiceRoute),
         "/predict/batch": Endpoint(predict_batch, {
             "response_model": list[Prediction], "responses": ERROR_RESPONSES, "response_model_exclude_unset": True,
             "openapi_extra": request_body_doc("files", "images", many=True, max_items=limits.max_batch_images),
-        }),
+        }, ServiceRoute),
         "/read": Endpoint(read, {
             "response_model": Reading, "responses": ERROR_RESPONSES,
             "openapi_extra": request_body_doc("file", "pixels", many=False, max_items=1,
@@ -108,9 +111,14 @@ def add_routes(app: FastAPI, limits: ServiceLimits) -> None:
             app.mount(route.path, StaticFiles(directory=FILE_DIRECTORIES[route.path]), name=route.path.strip("/"))
             continue
         endpoint = ours.pop(route.path)
-        app.add_api_route(route.path, endpoint.handler, methods=list(route.methods), **endpoint.options)
+        app.router.add_api_route(route.path, endpoint.handler, methods=list(route.methods),
+                                 route_class_override=endpoint.route_class, **endpoint.options)
     if ours:
         raise ValueError(f"endpoints for routes not in the route table: {sorted(ours)}")
+    # Each request is matched against the routes in turn: FastAPI's own (the docs, first in the list) go last,
+    # so that the API's are found sooner. No two routes match one path, and the OpenAPI document lists only ours
+    # in their own order: no answer changes.
+    app.router.routes.sort(key=lambda served: served.path in BUILT_IN_PATHS)
 
 
 @contextlib.asynccontextmanager

@@ -38,12 +38,9 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        too_large = JSONResponse(
-            {"error": f"request body is over the limit of {self.max_bytes:,} bytes"}, status_code=413
-        )
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await too_large(scope, receive, send)
+            await self.too_large()(scope, receive, send)
             return
         messages: list[Message] = []
         received = 0
@@ -54,7 +51,7 @@ class BodyLimit:
                 break
             received += len(message.get("body", b""))
             if received > self.max_bytes:
-                await too_large(scope, receive, send)
+                await self.too_large()(scope, receive, send)
                 return
             if not message.get("more_body", False):
                 break
@@ -63,6 +60,9 @@ class BodyLimit:
             return messages.pop(0) if messages else await receive()
 
         await self.app(scope, replay, send)
+
+    def too_large(self) -> JSONResponse:
+        return JSONResponse({"error": f"request body is over the limit of {self.max_bytes:,} bytes"}, status_code=413)
 
 
 class BearerToken:

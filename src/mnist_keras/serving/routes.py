@@ -50,13 +50,18 @@ OTHER_ROUTE = "other"  # the label of any path not in the table
 OPEN_PATHS = frozenset(route.path for route in ROUTES if not route.guarded and not route.files)
 OPEN_PREFIXES = tuple(route.path + "/" for route in ROUTES if not route.guarded and route.files)
 READING_ROUTES = tuple(route.path for route in ROUTES if route.reads_images)
+BUILT_IN_PATHS = frozenset(route.path for route in ROUTES if route.built_in)
+# The routes that are one path each, by it: most requests are found here at once, not by a walk through the table.
+EXACT_ROUTES = {route.path: route for route in ROUTES if not route.files}
 
 
 def route_for(path: str) -> Route | None:
     """The route a request path belongs to: the exact path, or a files route it lies below; None if neither."""
+    exact = EXACT_ROUTES.get(path)
+    if exact is not None:
+        return exact
     for route in ROUTES:
-        below = route.files and path.startswith(route.path + "/")
-        if below or (not route.files and path == route.path):
+        if route.files and path.startswith(route.path + "/"):
             return route
     return None
 
