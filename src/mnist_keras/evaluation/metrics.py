@@ -204,8 +204,8 @@ def format_summary(metrics: dict[str, Any]) -> str:
     """A readable multi-line summary: headline numbers and the per-class table."""
     lines = [
         f"test accuracy   {metrics['test_accuracy']:.2%} (the digit choice)",
-        *([f"with refusals   {metrics['test_accuracy_with_refusals']:.2%} ({metrics['test_refused']} test digits "
-           f"refused as not a digit, counted wrong)"] if metrics.get("test_refused") is not None else []),
+        *([(f"with refusals   {metrics['test_accuracy_with_refusals']:.2%} ({metrics['test_refused']} test digits "
+            "refused as not a digit, counted wrong)")] if metrics.get("test_refused") is not None else []),
         f"test loss       {metrics['test_loss']:.4f}",
         *([f"handwriting     {metrics['handwriting_accuracy']:.2%} (optdigits as image files)"]
           if metrics.get("handwriting_accuracy") is not None else []),
