@@ -15,7 +15,8 @@ Each fold trains the cnn recipe (seed `--seed`) once per training method:
 "class" (today's 11th output, "not a digit") and "outlier_exposure" (the same
 non-digits pushed towards the uniform distribution over the ten digits, no
 11th output). Models are kept in DIR/<fold>-<method>/model.keras, so a second
-call only evaluates. For every model and every decision it supports:
+call only evaluates; `--baseline RUN` measures an existing run on the same sets
+(a run trained before the families existed: what "today" does on them). For every model and every decision it supports:
 
 - "class": the 11th output's probability (today's `is_digit`);
 - "max_softmax": one minus the largest of the ten digits' probabilities;
@@ -75,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs (for a quick look)")
     parser.add_argument("--negatives", type=int, default=3000, help="held-family non-digits per fold (default 3000)")
     parser.add_argument("--faint", type=int, default=2000, help="faint users' digits (default 2000)")
+    parser.add_argument("--baseline", metavar="RUN", help="also measure this run (11 outputs) on each fold's sets")
     parser.add_argument("--train-only", action="store_true", help="train the missing models and stop")
     parser.add_argument("--json", metavar="FILE", help="write the figures to FILE as JSON")
     parser.add_argument("--figure", metavar="FILE", help="save the trade-off curves to FILE (PNG)")
@@ -106,6 +108,10 @@ def main(argv: list[str] | None = None) -> int:
         for method in methods:
             name = f"{fold}-{method}"
             results[name] = measure(out / name, digit_sets, negatives, DECISIONS[method])
+            print_result(name, fold, results[name])
+        if args.baseline:
+            name = f"{fold}-baseline"
+            results[name] = measure(Path(args.baseline), digit_sets, negatives, DECISIONS["class"])
             print_result(name, fold, results[name])
     if args.figure:
         tradeoff_figure(results).savefig(args.figure, dpi=120, bbox_inches="tight")
@@ -300,6 +306,8 @@ def curve(digit_scores, negative_scores) -> list[tuple[float, float, float]]:
 
 def print_result(name: str, fold: str, result: dict) -> None:
     trained, held = FOLDS[fold]
+    if name.endswith("-baseline"):
+        trained = ("the run's own non-digits",)
     print(f"\n{name}: trained on {', '.join(trained)}; held out {', '.join(held)}")
     print("  digit choice: " + ", ".join(f"{set_name} {row['accuracy']:.2%}" for set_name, row in
                                          result["sets"].items()))
