@@ -180,7 +180,6 @@ def test_close_while_draining_adds_the_header_once_it_drains():
 
 
 def test_about_carries_the_not_a_digit_threshold_and_its_cost(tmp_path):
-
     from mnist_keras.inference.decision import NOT_DIGIT_THRESHOLD
     from mnist_keras.serving.service import describe_source
 
