@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-only", action="store_true", help="train the missing models and stop")
     parser.add_argument("--json", metavar="FILE", help="write the figures to FILE as JSON")
     parser.add_argument("--figure", metavar="FILE", help="save the trade-off curves to FILE (PNG)")
+    parser.add_argument("--samples", metavar="FILE", help="save 16 training non-digits of each family to FILE (PNG)")
     args = parser.parse_args(argv)
     methods, folds = args.methods.split(","), args.folds.split(",")
     for method in methods:
@@ -95,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     from mnist_keras.data.mnist import load_mnist
 
     mnist = load_mnist()
+    if args.samples:
+        family_samples_figure(mnist).savefig(args.samples, dpi=100, bbox_inches="tight")
     out = Path(args.out)
     for fold in folds:
         for method in methods:
@@ -367,6 +370,25 @@ def tradeoff_figure(results: dict):
                title=f"fold {fold}: held out {', '.join(FOLDS[fold][1])}")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="lower left")
+    figure.tight_layout()
+    return figure
+
+
+def family_samples_figure(mnist, per_family: int = 16):
+    """A row of training non-digits per family, as the model sees them (28×28, ink white)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mnist_keras.data.nondigits import ALL_FAMILIES, draw_negatives
+
+    figure, axes = plt.subplots(len(ALL_FAMILIES), 1, figsize=(per_family * 0.6, len(ALL_FAMILIES) * 0.75))
+    for ax, family in zip(axes, ALL_FAMILIES):
+        images, _ = draw_negatives(per_family, 1, (family,), mnist.x_train, mnist.y_train)
+        ax.imshow(np.concatenate(list(images), axis=1), cmap="gray", vmin=0, vmax=255)
+        ax.set_axis_off()
+        ax.set_title(family.replace("_", " "), fontsize=8, loc="left")
     figure.tight_layout()
     return figure
 
