@@ -342,6 +342,10 @@ def strip_curves(results: dict) -> dict:
     return thinned
 
 
+DECISION_COLOURS = {"class": "tab:blue", "max_softmax": "tab:orange", "max_logit": "tab:green", "energy": "tab:red"}
+METHOD_LINES = {"class": "-", "outlier_exposure": "--", "baseline": ":"}
+
+
 def tradeoff_figure(results: dict):
     """Real digits kept against held-family non-digits refused, one line per model and decision.
 
@@ -363,8 +367,9 @@ def tradeoff_figure(results: dict):
                 if "curve" not in row:
                     continue
                 points = np.array(row["curve"])
-                line, = ax.plot(points[:, 2], points[:, 1], label=f"{method}: {decision.split(' @ ')[0]}")
-                ax.plot(row["refused"]["held families"], row["digits kept (pooled)"], "o", color=line.get_color())
+                style = {"color": DECISION_COLOURS[decision.split(" @ ")[0]], "linestyle": METHOD_LINES[method]}
+                ax.plot(points[:, 2], points[:, 1], label=f"{method}: {decision.split(' @ ')[0]}", **style)
+                ax.plot(row["refused"]["held families"], row["digits kept (pooled)"], "o", color=style["color"])
         ax.set(xlim=(0.5, 1.0), ylim=(0.97, 1.0), xlabel="held-family non-digits refused",
                ylabel="real digits kept (MNIST test, optdigits, faint pooled)",
                title=f"fold {fold}: held out {', '.join(FOLDS[fold][1])}")
