@@ -156,10 +156,11 @@ def train_model(mnist, fold: str, method: str, seed: int, epochs: int | None, di
 
 def real_digit_sets(mnist, faint_count: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Model inputs (N, 28, 28) and labels: MNIST test, the optdigits files, faint users' digits as files."""
+    from mnist_keras.constants import IMAGE_SIDE
     from mnist_keras.data.mnist import preprocess_images
     from mnist_keras.evaluation import handwriting
 
-    sets = {"MNIST test": (preprocess_images(mnist.x_test).reshape(-1, 28, 28), mnist.y_test)}
+    sets = {"MNIST test": (preprocess_images(mnist.x_test).reshape(-1, IMAGE_SIDE, IMAGE_SIDE), mnist.y_test)}
     inputs, readable, labels = handwriting.optdigits_inputs()
     sets["optdigits"] = (np.where(readable[:, None, None], inputs, 0.0), labels)
     faint = handwriting.faint_user_digits(mnist.x_test[:faint_count], seed=0)
@@ -172,11 +173,12 @@ def real_digit_sets(mnist, faint_count: int) -> dict[str, tuple[np.ndarray, np.n
 
 def held_negatives(mnist, fold: str, count: int) -> dict[str, np.ndarray]:
     """The fold's held-out families' non-digits, by family, and the older held-out set, as model inputs."""
+    from mnist_keras.constants import PIXEL_MAX
     from mnist_keras.data.nondigits import draw_negatives
     from mnist_keras.evaluation import handwriting
 
     images, families = draw_negatives(count, TEST_NEGATIVE_SEED, FOLDS[fold][1], mnist.x_train, mnist.y_train)
-    sets = {family: images[families == family].astype(np.float32) / 255 for family in FOLDS[fold][1]}
+    sets = {family: images[families == family].astype(np.float32) / PIXEL_MAX for family in FOLDS[fold][1]}
     heldout = handwriting.heldout_negatives(2000, 0)
     with tempfile.TemporaryDirectory(prefix="open-set-") as directory:
         inputs, readable = handwriting.negative_inputs(heldout, directory)
@@ -192,11 +194,13 @@ def model_outputs(model, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Softmax outputs and the logits before them (the last Dense layer's pre-activation)."""
     import keras
 
+    from mnist_keras.training.loop import EVALUATION_CHUNK
+
     flat = inputs.reshape(len(inputs), -1).astype(np.float32)
     body = keras.Sequential(model.layers[:-1])
     kernel, bias = (keras.ops.convert_to_numpy(weight) for weight in model.layers[-1].weights)
-    features = np.concatenate([keras.ops.convert_to_numpy(body(flat[start : start + 2048], training=False))
-                               for start in range(0, len(flat), 2048)])
+    features = np.concatenate([keras.ops.convert_to_numpy(body(flat[start : start + EVALUATION_CHUNK], training=False))
+                               for start in range(0, len(flat), EVALUATION_CHUNK)])
     logits = features @ kernel + bias
     shifted = logits - logits.max(axis=1, keepdims=True)
     probabilities = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
