@@ -80,3 +80,13 @@ def test_parse_override():
     assert parse_override("learning_rate", "3e-4") == 3e-4
     with pytest.raises(ConfigError, match="--epochs expects int"):
         parse_override("epochs", "many")
+
+
+def test_non_digit_settings_are_checked():
+    with pytest.raises(ConfigError, match="choose one"):
+        Config(not_digit_class=True, outlier_exposure=True)
+    with pytest.raises(ConfigError, match="not_digit_families"):
+        Config(not_digit_families=("horses",))
+    with pytest.raises(ConfigError, match="not_digit_families"):
+        Config(not_digit_families=())
+    assert Config.from_dict({"not_digit_families": ["doodles"]}).not_digit_families == ("doodles",)

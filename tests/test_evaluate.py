@@ -67,3 +67,29 @@ def test_evaluate_prints_summary_and_rewrites_metrics(tiny_run, tiny_mnist, tmp_
     assert "handwriting" in out
     assert main(["evaluate", str(run_dir), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["test_accuracy"] == pytest.approx(before["test_accuracy"])
+
+
+def test_calibration_error_is_the_reports():
+    from mnist_keras.evaluation.metrics import expected_calibration_error
+    from mnist_keras.reporting.plots import calibration
+
+    rng = np.random.default_rng(0)
+    probabilities = rng.dirichlet(np.full(NUM_CLASSES, 0.3), 500)
+    labels = rng.integers(0, NUM_CLASSES, 500)
+    assert expected_calibration_error(labels, probabilities) == pytest.approx(
+        calibration(labels, probabilities).expected_calibration_error)
+    sure_and_right = np.eye(NUM_CLASSES)[labels]
+    assert expected_calibration_error(labels, sure_and_right) == 0.0
+
+
+def test_refusal_metrics_count_refused_test_digits_as_errors():
+    from mnist_keras.constants import IMAGE_SIDE
+    from mnist_keras.evaluation.metrics import refusal_metrics
+
+    images = np.zeros((4, IMAGE_SIDE, IMAGE_SIDE), dtype=np.uint8)
+    images[:, 4:24, 13:16] = 255
+    labels = np.array([1, 1, 1, 2])
+    outputs = np.eye(NUM_CLASSES + 1)[[1, NUM_CLASSES, 1, 1]]  # the second refused, the last wrong
+    figures = refusal_metrics(labels, images, outputs)
+    assert figures["test_refused"] == 1
+    assert figures["test_accuracy_with_refusals"] == pytest.approx(0.5)

@@ -120,6 +120,8 @@ def test_report_numbers_match_metrics_json(tiny_run):
     summary = summary_table(parsed)
     assert summary["test accuracy"] == f"{metrics['test_accuracy']:.2%}"
     assert summary["test loss"] == f"{metrics['test_loss']:.4f}"
+    assert summary["test accuracy, refused digits counted wrong"].startswith(
+        f"{metrics['test_accuracy_with_refusals']:.2%} ({metrics['test_refused']} of ")
     assert summary["misclassified"].startswith(f"{metrics['misclassified']:,} / ")
     assert summary["epochs trained"] == str(metrics["epochs_trained"])
     classification = parsed.tables[1]

@@ -68,8 +68,9 @@ def test_each_figure_is_its_median_over_the_runs(serve_load):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("ab") is None or shutil.which("taskset") is None, reason="needs ab and taskset")
 def test_a_short_run_answers_every_request_and_stops_its_server(serve_load, tiny_run, tmp_path, capsys):
+    missing = [tool for tool in ("ab", "taskset") if shutil.which(tool) is None]
+    assert not missing, f"{' and '.join(missing)} not installed: apt-get install apache2-utils util-linux"
     status = serve_load.main([str(tiny_run), "--requests", "60", "--concurrency", "4", "--repeats", "1",
                               "--workers", "1", "--cores", "1", "--out", str(tmp_path)])
     results = json.loads((tmp_path / "serve_load.json").read_text())

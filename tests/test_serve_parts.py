@@ -333,3 +333,14 @@ def test_a_service_route_refuses_a_handler_it_could_not_call():
 
     with pytest.raises(ValueError, match="takes"):
         ServiceRoute("/somewhere", handler, methods=["POST"])
+
+
+def test_about_carries_the_not_a_digit_threshold_and_its_cost(tmp_path):
+    from mnist_keras.inference.decision import NOT_DIGIT_THRESHOLD
+    from mnist_keras.serving.service import describe_source
+
+    (tmp_path / "metrics.json").write_text(json.dumps({"test_accuracy": 0.9955, "test_refused": 4,
+                                                       "test_accuracy_with_refusals": 0.9951}))
+    about = describe_source(tmp_path, predictor=object())
+    assert about["not_digit_threshold"] == NOT_DIGIT_THRESHOLD
+    assert (about["test_refused"], about["test_accuracy_with_refusals"]) == (4, 0.9951)

@@ -84,6 +84,19 @@ def test_retraining_replaces_previous_run(tmp_path, tiny_mnist):
     assert sorted(path.name for path in tmp_path.iterdir()) == ["run"]
 
 
+def test_outlier_exposure_trains_non_digits_towards_the_uniform_digit_distribution(tiny_mnist):
+    from mnist_keras.constants import NUM_CLASSES
+    from mnist_keras.training.train import training_arrays
+
+    recipe = dataclasses.replace(TINY_RECIPE, outlier_exposure=True, not_digit_fraction=0.2,
+                                 not_digit_families=("capitals", "patterns"))
+    (_, y_fit), _ = training_arrays(recipe, tiny_mnist)
+    assert y_fit.shape == (270 + round(270 * 0.2 / 0.8), NUM_CLASSES)
+    np.testing.assert_allclose(y_fit[270:], 1.0 / NUM_CLASSES)
+    assert (y_fit[:270].max(axis=1) == 1).all(), "digits keep their one-hot labels"
+    np.testing.assert_allclose(y_fit.sum(axis=1), 1.0)
+
+
 def test_not_digit_class_adds_synthetic_negatives_to_both_parts(tiny_mnist):
     from mnist_keras.training.train import NOT_DIGIT_LABEL, training_arrays
 

@@ -16,7 +16,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from mnist_keras.constants import NUM_CLASSES
+from mnist_keras.constants import NOT_DIGIT_FAMILIES, NUM_CLASSES
 from mnist_keras.errors import ConfigError
 
 
@@ -85,6 +85,12 @@ class Config:
     # (mnist_keras.data.nondigits) that make up this fraction of the training set.
     not_digit_class: bool = False
     not_digit_fraction: float = 0.1
+    # Which families of non-digits to draw (benchmarks/open_set.py holds some out).
+    not_digit_families: tuple[str, ...] = NOT_DIGIT_FAMILIES
+    # Outlier exposure instead of the 11th output: the same non-digits, trained towards
+    # the uniform distribution over the ten digits (Hendrycks et al., ICLR 2019), so a
+    # non-digit gets a flat answer and the decision reads the digits' probabilities alone.
+    outlier_exposure: bool = False
 
     # Intra-op threads of the engine's kernels (TensorFlow's oneDNN, XLA's Eigen). How they split a
     # sum depends on how many there are, not on the cores under them: two threads give the same
@@ -244,6 +250,13 @@ def validate_training_extras(config: Config) -> None:
                         ("shear", MAX_SHEAR_DEGREES), ("stroke", MAX_STROKE)):
         if not 0 <= getattr(config, name) <= limit:
             raise ConfigError(f"setting {name!r} must be between 0 and {limit}, got {getattr(config, name)}")
+    if config.not_digit_class and config.outlier_exposure:
+        raise ConfigError("settings 'not_digit_class' and 'outlier_exposure' are two ways to learn non-digits: "
+                          "choose one")
+    unknown = sorted(set(config.not_digit_families) - set(NOT_DIGIT_FAMILIES))
+    if unknown or not config.not_digit_families:
+        raise ConfigError(f"setting 'not_digit_families' must name some of {', '.join(NOT_DIGIT_FAMILIES)}, "
+                          f"got {list(config.not_digit_families)}")
     if not 0 < config.not_digit_fraction < 1:
         raise ConfigError(f"setting 'not_digit_fraction' must be between 0 and 1, got {config.not_digit_fraction}")
 

@@ -18,7 +18,7 @@ from mnist_keras.backends import keras_installed
 from mnist_keras.constants import NUM_CLASSES
 from mnist_keras.data.mnist import Mnist, preprocess_images
 from mnist_keras.errors import RunDirectoryError
-from mnist_keras.inference.decision import digit_probabilities
+from mnist_keras.inference.decision import NOT_DIGIT_THRESHOLD, digit_probabilities, is_digit
 from mnist_keras.inference.predictors import KerasPredictor, Predictor, load_predictor
 from mnist_keras.rundir import (
     HISTORY_FILE,
@@ -39,9 +39,49 @@ def as_predictor(model: Any) -> Predictor:
     return KerasPredictor(model=model) if hasattr(model, "predict_on_batch") else model
 
 
+# Bins of the expected calibration error (top digit probability against accuracy).
+CALIBRATION_BINS = 10  # as the report's reliability figure (reporting.plots.CALIBRATION_BINS)
+
+
+def predict_outputs(model: Any, images: np.ndarray) -> np.ndarray:
+    """The model's outputs (N×10, or N×11 with "not a digit") for uint8 images, from a Keras model or a predictor."""
+    return np.asarray(as_predictor(model).predict(preprocess_images(images)))
+
+
 def predict_probabilities(model: Any, images: np.ndarray) -> np.ndarray:
     """The ten digits' probabilities (N×10) for uint8 images (N×28×28 or N×784), from a Keras model or a predictor."""
-    return digit_probabilities(as_predictor(model).predict(preprocess_images(images)))
+    return digit_probabilities(predict_outputs(model, images))
+
+
+def expected_calibration_error(labels: np.ndarray, probabilities: np.ndarray, bins: int = CALIBRATION_BINS) -> float:
+    """The bin-weighted gap between the top digit probability and how often that digit is right.
+
+    The bins are the report's (`reporting.plots.calibration`: equal widths, (low, high]); this one needs
+    no matplotlib, so the lean install's `evaluate` computes it too.
+    """
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == np.asarray(labels)
+    which = np.clip(np.searchsorted(np.linspace(0, 1, bins + 1), confidence, side="left") - 1, 0, bins - 1)
+    return float(sum((which == index).mean() * abs(correct[which == index].mean() - confidence[which == index].mean())
+                     for index in range(bins) if (which == index).any()))
+
+
+def refusal_metrics(labels: np.ndarray, images: np.ndarray, outputs: np.ndarray) -> dict[str, Any]:
+    """What `decision.is_digit` does to the test digits: how many it refuses, and accuracy counting them wrong.
+
+    `test_accuracy` is the digit choice alone (the argmax over the ten digits);
+    `test_accuracy_with_refusals` is what a user of `predict` sees, a refused
+    digit counted as an error.
+    """
+    inputs = preprocess_images(images).reshape(len(images), -1)
+    kept = np.array([is_digit(image, row) for image, row in zip(inputs, outputs)], dtype=bool)
+    correct = digit_probabilities(outputs).argmax(axis=1) == np.asarray(labels)
+    return {
+        "not_digit_threshold": NOT_DIGIT_THRESHOLD,
+        "test_refused": int((~kept).sum()),
+        "test_accuracy_with_refusals": float((kept & correct).mean()),
+        "test_calibration_error": expected_calibration_error(labels, digit_probabilities(outputs)),
+    }
 
 
 def handwriting_accuracy(model: Any) -> float:
@@ -146,11 +186,13 @@ def evaluate_run(run_dir: str | Path, mnist: Mnist, model: Any = None) -> dict[s
         raise RunDirectoryError(f"{run_dir / METRICS_FILE} is not a metrics record")
     exported = is_exported_model(run_dir)
     predictor = as_predictor(model if model is not None else evaluation_predictor(run_dir))
-    probabilities = predict_probabilities(predictor, mnist.x_test)
+    outputs = predict_outputs(predictor, mnist.x_test)
+    probabilities = digit_probabilities(outputs)
     keras_model = getattr(predictor, "model", None)
     # Fields this command does not compute are kept.
     metrics = {**previous, **(model_metrics(keras_model, mnist.y_test, probabilities) if keras_model is not None
                               else compute_metrics(mnist.y_test, probabilities))}
+    metrics.update(refusal_metrics(mnist.y_test, mnist.x_test, outputs))
     if not exported:
         metrics.update(training_summary(read_history(run_dir), previous.get("train_seconds", 0.0)))
     metrics["handwriting_accuracy"] = handwriting_accuracy(predictor)
@@ -161,7 +203,9 @@ def evaluate_run(run_dir: str | Path, mnist: Mnist, model: Any = None) -> dict[s
 def format_summary(metrics: dict[str, Any]) -> str:
     """A readable multi-line summary: headline numbers and the per-class table."""
     lines = [
-        f"test accuracy   {metrics['test_accuracy']:.2%}",
+        f"test accuracy   {metrics['test_accuracy']:.2%} (the digit choice)",
+        *([(f"with refusals   {metrics['test_accuracy_with_refusals']:.2%} ({metrics['test_refused']} test digits "
+            "refused as not a digit, counted wrong)")] if metrics.get("test_refused") is not None else []),
         f"test loss       {metrics['test_loss']:.4f}",
         *([f"handwriting     {metrics['handwriting_accuracy']:.2%} (optdigits as image files)"]
           if metrics.get("handwriting_accuracy") is not None else []),

@@ -228,6 +228,10 @@ def summary_rows(metrics: Mapping[str, Any], ece: float, best_epoch: int | None)
     best_val = metrics.get("best_val_accuracy")
     return [
         ("test accuracy", f"{metrics['test_accuracy']:.2%}"),
+        *([("test accuracy, refused digits counted wrong",
+            (f"{metrics['test_accuracy_with_refusals']:.2%} ({metrics['test_refused']} of {total:,} refused as "
+             f"not a digit; threshold {metrics['not_digit_threshold']})"))]
+          if metrics.get("test_refused") is not None else []),
         ("test loss", f"{metrics['test_loss']:.4f}"),
         ("misclassified", f"{metrics['misclassified']:,} / {total:,}"),
         ("epochs trained", str(metrics.get("epochs_trained"))),

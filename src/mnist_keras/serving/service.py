@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from mnist_keras.constants import NUM_PIXELS
+from mnist_keras.inference.decision import NOT_DIGIT_THRESHOLD
 from mnist_keras.inference.images import (
     MAX_IMAGE_BYTES,
     MAX_IMAGE_PIXELS,
@@ -209,9 +210,12 @@ def load_source(source: Any) -> Any:
 
 
 def describe_source(source: Any, predictor: Any) -> dict[str, Any]:
-    """Which run answers: its name, recipe, model family, and accuracies on MNIST and real handwriting."""
+    """Which run answers: its name, recipe, model family, accuracies on MNIST and real handwriting, and the
+    "not a digit" decision: the threshold in force and what it costs on MNIST test (from metrics.json)."""
     about: dict[str, Any] = {"run": None, "recipe": None, "model": None, "predictor": predictor_name(predictor),
-                             "test_accuracy": None, "handwriting_accuracy": None}
+                             "test_accuracy": None, "handwriting_accuracy": None,
+                             "not_digit_threshold": NOT_DIGIT_THRESHOLD, "test_refused": None,
+                             "test_accuracy_with_refusals": None}
     if hasattr(source, "predict"):
         return about
     run_dir = Path(source)
@@ -219,7 +223,9 @@ def describe_source(source: Any, predictor: Any) -> dict[str, Any]:
     metrics = read_json_or_empty(run_dir / METRICS_FILE)
     recipe = record.get("recipe") if isinstance(record.get("recipe"), dict) else {}
     about.update(run=run_dir.resolve().name, recipe=record.get("recipe_name"), model=recipe.get("model", "mlp"),
-                 test_accuracy=metrics.get("test_accuracy"), handwriting_accuracy=metrics.get("handwriting_accuracy"))
+                 test_accuracy=metrics.get("test_accuracy"), handwriting_accuracy=metrics.get("handwriting_accuracy"),
+                 test_refused=metrics.get("test_refused"),
+                 test_accuracy_with_refusals=metrics.get("test_accuracy_with_refusals"))
     return about
 
 

@@ -20,6 +20,7 @@ from mnist_keras.config import Config
 from mnist_keras.data.mnist import Mnist
 from mnist_keras.errors import RunDirectoryError, TrainingDiverged, TrainingInterrupted, UserError
 from mnist_keras.evaluation import metrics as evaluate
+from mnist_keras.inference.decision import digit_probabilities
 from mnist_keras.reporting import run_report
 from mnist_keras.rundir import (
     CONFIG_FILE,
@@ -139,8 +140,10 @@ def write_run(
     write_text_atomic(directory / HISTORY_FILE, history_csv(state.history))
     model.save(directory / MODEL_FILE)
     # Keep the test-set probabilities: the report draws its figures from them.
-    probabilities = evaluate.predict_probabilities(model, mnist.x_test)
+    outputs = evaluate.predict_outputs(model, mnist.x_test)
+    probabilities = digit_probabilities(outputs)
     metrics = evaluate.model_metrics(model, mnist.y_test, probabilities)
+    metrics.update(evaluate.refusal_metrics(mnist.y_test, mnist.x_test, outputs))
     metrics.update(evaluate.training_summary(state.history, state.train_seconds))
     # Real handwriting that is not MNIST: scikit-learn's optdigits as image files, read as `predict` reads them.
     metrics["handwriting_accuracy"] = evaluate.handwriting_accuracy(model)

@@ -16,7 +16,7 @@ import keras
 import numpy as np
 
 from mnist_keras.config import Config
-from mnist_keras.constants import NUM_CLASSES
+from mnist_keras.constants import IMAGE_SIDE, NUM_CLASSES
 from mnist_keras.data.mnist import Mnist, one_hot, preprocess_images
 from mnist_keras.model import build_augmenter, build_model, compile_model
 from mnist_keras.training import loop
@@ -52,32 +52,50 @@ def seed_everything(seed: int) -> None:
 
 def split_validation(x: np.ndarray, y: np.ndarray, validation_split: float) -> tuple[Arrays, Arrays]:
     """The last `validation_split` of the data is validation, exactly as Keras's validation_split."""
-    split_at = int(math.ceil(len(x) * (1.0 - validation_split)))
+    split_at = math.ceil(len(x) * (1.0 - validation_split))
     return (x[:split_at], y[:split_at]), (x[split_at:], y[split_at:])
 
 
-def with_not_digits(images: np.ndarray, labels: np.ndarray, fraction: float, seed: int) -> Arrays:
-    """Digits plus synthetic non-digits (label NOT_DIGIT_LABEL) making up `fraction` of the result."""
-    from mnist_keras.data.nondigits import synthetic_negatives
+def with_not_digits(images: np.ndarray, labels: np.ndarray, fraction: float, seed: int,
+                    families: tuple[str, ...] | None = None) -> Arrays:
+    """Digits plus synthetic non-digits (label NOT_DIGIT_LABEL) making up `fraction` of the result.
+
+    The non-digits come from `families` (default: all); those made from digits
+    (partial and crossed-out) are made from `images`, the training digits.
+    """
+    from mnist_keras.data.nondigits import ALL_FAMILIES, synthetic_negatives
 
     count = round(len(images) * fraction / (1.0 - fraction))
-    negatives = synthetic_negatives(count, seed).reshape(count, *images.shape[1:])
+    digits = images.reshape(len(images), IMAGE_SIDE, IMAGE_SIDE)
+    negatives = synthetic_negatives(count, seed, families or ALL_FAMILIES, digits=digits, labels=labels)
+    negatives = negatives.reshape(count, *images.shape[1:])
     return (np.concatenate([images, negatives]),
             np.concatenate([labels, np.full(count, NOT_DIGIT_LABEL, dtype=labels.dtype)]))
+
+
+def targets(labels: np.ndarray, config: Config) -> np.ndarray:
+    """One-hot targets; with outlier exposure, non-digits' targets are uniform over the ten digits."""
+    if not config.outlier_exposure:
+        return one_hot(labels, config.num_outputs)
+    negative = labels == NOT_DIGIT_LABEL
+    rows = one_hot(np.where(negative, 0, labels), NUM_CLASSES)
+    rows[negative] = 1.0 / NUM_CLASSES
+    return rows
 
 
 def training_arrays(config: Config, mnist: Mnist) -> tuple[Arrays, Arrays | None]:
     """The recipe's training and validation arrays: float32 pixels N×784 and one-hot labels.
 
-    With `not_digit_class`, each part gets its own synthetic non-digits, appended
-    after the digits (the loop shuffles every epoch).
+    With `not_digit_class` or `outlier_exposure`, each part gets its own
+    synthetic non-digits from the recipe's families, appended after the digits
+    (the loop shuffles every epoch).
     """
     (x_fit, y_fit), (x_val, y_val) = split_validation(mnist.x_train, mnist.y_train, config.validation_split)
     parts = [(x_fit, y_fit), (x_val, y_val)]
-    if config.not_digit_class:
-        parts = [with_not_digits(x, y, config.not_digit_fraction, config.seed + offset) if len(x) else (x, y)
-                 for (x, y), offset in zip(parts, NOT_DIGIT_SEED_OFFSETS)]
-    arrays = [(preprocess_images(x), one_hot(y, config.num_outputs)) for x, y in parts]
+    if config.not_digit_class or config.outlier_exposure:
+        parts = [with_not_digits(x, y, config.not_digit_fraction, config.seed + offset, config.not_digit_families)
+                 if len(x) else (x, y) for (x, y), offset in zip(parts, NOT_DIGIT_SEED_OFFSETS)]
+    arrays = [(preprocess_images(x), targets(y, config)) for x, y in parts]
     return arrays[0], arrays[1] if len(arrays[1][0]) else None
 
 
