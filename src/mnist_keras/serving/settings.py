@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 from pathlib import Path
 from typing import Any
 
+from mnist_keras.backends import cores_available
 from mnist_keras.errors import SettingsError
 
 TOKEN_VARIABLE = "MNIST_KERAS_API_TOKEN"  # the token's default comes from here when --api-token is not given
@@ -24,16 +24,9 @@ DEFAULT_HOST = "127.0.0.1"  # loopback: exposing the service is a choice, made b
 DEFAULT_PORT = 8000
 
 
-def cores_given() -> int:
-    """The CPU cores this process may run on (its affinity: what taskset, a container or a scheduler gave it)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
 # One process per core: one event loop keeps one core busy (the model and the image work run on it).
 # Each worker holds its own model (~0.9 GB with the training libraries, a fraction of it with ONNX Runtime alone).
-DEFAULT_WORKERS = cores_given()
+DEFAULT_WORKERS = cores_available()
 DEFAULT_REQUEST_TIMEOUT = 10.0  # seconds for a whole request (headers and body) once it has started
 DEFAULT_IDLE_TIMEOUT = 5.0  # seconds a connection may stay silent before (or between) requests
 DEFAULT_GRACEFUL_TIMEOUT = 30.0  # seconds from SIGTERM to exit: drain, then finish every accepted request
