@@ -1,6 +1,6 @@
 """What the fixed thread count costs: training seconds pinned to one core with the recipe's 2 threads against 1.
 
-    python benchmarks/threads.py [--recipes seed cnn] [--epochs 3] [--repeats 3] [--out runs/threads]
+    python benchmarks/threads.py [--recipes seed cnn] [--epochs 3] [--repeats 3] [--out runs/threads] [--runs DIR]
 
 A run's engine splits its sums by its thread count, so the recipes run 2 threads
 wherever they are (`Config.threads`), which makes a run pinned to one core (a
@@ -57,7 +57,8 @@ def main() -> None:
     parser.add_argument("--recipes", nargs="+", default=["seed", "cnn"], choices=sorted(RECIPES))
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=Path("runs/threads"))
+    parser.add_argument("--out", type=Path, default=Path("runs/threads"), help="where threads.json and .md go")
+    parser.add_argument("--runs", type=Path, default=Path("runs/threads"), help="where the arms' runs are trained")
     args = parser.parse_args()
     print(f"load average before: {load_average():.2f}", flush=True)
     lines = ["| recipe (backend) | arm | median train s | digits as on two cores | accuracy |",
@@ -69,7 +70,7 @@ def main() -> None:
         for repeat in range(args.repeats):
             for label, cores, threads in ARMS:
                 took, history, accuracy = train(recipe, cores, threads, args.epochs,
-                                                args.out / recipe / f"{cores.replace(',', '-')}-t{threads}")
+                                                args.runs / recipe / f"{cores.replace(',', '-')}-t{threads}")
                 seconds[label].append(took)
                 outcome[label] = (history, accuracy)
                 print(f"  {recipe} repeat {repeat + 1}: {label}: {took:.1f} s", flush=True)
