@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
@@ -121,3 +124,12 @@ def write_text(lines: list[str], gap: float = 0.3, size: int = GLYPH_FONT_SIZE, 
     stacked = [np.pad(row, ((0, height // 2), (0, width - row.shape[1]))) for row in rows]
     ink = np.pad(np.concatenate(stacked), margin)
     return 1.0 - 0.9 * ink if dark_on_light else 0.05 + 0.9 * ink
+
+
+def load_module(path: Path, name: str) -> ModuleType:
+    """A script (a benchmark) loaded from its path as module `name`, registered so its dataclasses find it."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while the class is created
+    spec.loader.exec_module(module)
+    return module

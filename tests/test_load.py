@@ -7,12 +7,11 @@ memory does not grow while it serves the same requests over and over.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from fakes import load_module
 
 CLIENTS = 16
 SECONDS = 4
@@ -24,12 +23,7 @@ MEMORY_GROWTH_LIMIT_MB = 50
 
 @pytest.fixture(scope="module")
 def load_script():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "load.py"
-    spec = importlib.util.spec_from_file_location("load_benchmark", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
+    return load_module(Path(__file__).resolve().parents[1] / "benchmarks" / "load.py", "load_benchmark")
 
 
 @pytest.mark.slow

@@ -7,13 +7,12 @@ server it started with exit code 0.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
+from fakes import load_module
 
 # What ab 2.3 prints for a run (the lines the script reads and some it does not), trimmed.
 AB_REPORT = """\
@@ -39,12 +38,7 @@ Percentage of the requests served within a certain time (ms)
 
 @pytest.fixture(scope="module")
 def serve_load():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "serve_load.py"
-    spec = importlib.util.spec_from_file_location("serve_load_benchmark", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
+    return load_module(Path(__file__).resolve().parents[1] / "benchmarks" / "serve_load.py", "serve_load_benchmark")
 
 
 def test_ab_report_figures_are_read(serve_load):

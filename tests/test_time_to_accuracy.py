@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from fakes import load_module
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 SCRIPT = BENCHMARKS / "time_to_accuracy.py"
 ROW_FIELDS = {"key", "name", "kind", "seeds", "runs", "curve", "train_seconds_median", "train_seconds_first",
               "test_accuracy_mean",
               "test_accuracy_min", "time_to", "load_average", "times_faster_than"}
-
-
-def load_module(path: Path, name: str):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while the class is created
-    spec.loader.exec_module(module)
-    return module
 
 
 tta = load_module(SCRIPT, "time_to_accuracy")
