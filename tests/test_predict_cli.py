@@ -139,13 +139,14 @@ def test_real_handwriting_is_read_as_well_as_mnist(tmp_path, well_trained_run, r
     RGB, RGBA, grey, JPEG) are read within a point of the model's accuracy on the same digits, and >= 97%."""
     from mnist_keras.data.mnist import preprocess_images
     from mnist_keras.evaluation.redraw import write_redrawn
+    from mnist_keras.inference.decision import digit_probabilities
     from mnist_keras.inference.predictors import load_predictor
 
     indices = np.random.default_rng(0).choice(len(real_mnist.y_test), size=REDRAWN_SAMPLE, replace=False)
     digits, labels = real_mnist.x_test[indices], real_mnist.y_test[indices]
-    mnist_accuracy = float(
-        (load_predictor(well_trained_run).predict(preprocess_images(digits)).argmax(axis=1) == labels).mean()
-    )
+    # The digit choice, as `predict`'s "digit" is (the ten digits' probabilities, the 11th class set aside).
+    outputs = load_predictor(well_trained_run).predict(preprocess_images(digits))
+    mnist_accuracy = float((digit_probabilities(outputs).argmax(axis=1) == labels).mean())
     paths = write_redrawn(digits, tmp_path / "redrawn", seed=0)
     status, records, _ = run_predict(capsys, well_trained_run, *paths)
     assert status == EXIT_OK
