@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 
@@ -133,3 +136,23 @@ def load_module(path: Path, name: str) -> ModuleType:
     sys.modules[name] = module  # dataclasses look their module up while the class is created
     spec.loader.exec_module(module)
     return module
+
+
+@contextmanager
+def serving_in_thread(config, timeout: float) -> Iterator[None]:
+    """A uvicorn server for `config` in a thread of this process: started (or failed) within `timeout`
+    seconds, stopped and joined on leaving."""
+    import uvicorn
+
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the in-process server did not start"
+        time.sleep(0.05)
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        thread.join(timeout=timeout)

@@ -11,12 +11,11 @@ examples per operation keeps the run bounded in CI.
 from __future__ import annotations
 
 import socket
-import threading
-import time
 
 import pytest
 import schemathesis
 import uvicorn
+from fakes import serving_in_thread
 from hypothesis import HealthCheck, settings
 from schemathesis.config import SchemathesisConfig
 
@@ -50,16 +49,9 @@ def free_port() -> int:
 def running_service(tiny_run):
     """The app under uvicorn on a free loopback port, in a background thread, for the module."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(tiny_run), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=STARTUP_TIMEOUT_SECONDS)
+    config = uvicorn.Config(create_app(tiny_run), host="127.0.0.1", port=port, log_level="warning")
+    with serving_in_thread(config, STARTUP_TIMEOUT_SECONDS):
+        yield f"http://127.0.0.1:{port}"
 
 
 class SchemaOnly:

@@ -31,6 +31,7 @@ import httpx2 as httpx
 import numpy as np
 import pytest
 import uvicorn
+from fakes import serving_in_thread
 from fastapi.testclient import TestClient
 
 from mnist_keras.serving.app import create_app
@@ -115,7 +116,7 @@ def closed_after(connection: socket.socket, limit: float) -> tuple[float, bytes]
     try:
         while chunk := connection.recv(4096):
             received += chunk
-    except (TimeoutError, socket.timeout):
+    except TimeoutError:
         return limit, received
     except ConnectionResetError:
         pass
@@ -352,16 +353,8 @@ def deadline_server() -> Iterator[int]:
     config = uvicorn.Config(create_app(Constant(CONFIDENT_ONE)), host="127.0.0.1", port=free_port(),
                             http=partial(DeadlineProtocol, request_timeout=STARTUP_SECONDS), loop="auto",
                             lifespan="on", log_level="warning")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + STARTUP_SECONDS
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the in-process server did not start"
-        time.sleep(0.05)
-    yield config.port
-    server.should_exit = True
-    thread.join(timeout=STARTUP_SECONDS)
+    with serving_in_thread(config, STARTUP_SECONDS):
+        yield config.port
 
 
 def exchange(port: int, request: bytes) -> bytes:
