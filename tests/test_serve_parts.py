@@ -20,7 +20,7 @@ from mnist_keras.inference.images import pixels_to_image
 from mnist_keras.serving import routes
 from mnist_keras.serving.app import create_app
 from mnist_keras.serving.bodies import RequestProblem, parse_json, read_json_body, unsupported, upload_bytes
-from mnist_keras.serving.handlers import ServiceRoute, answer_soon, current_service
+from mnist_keras.serving.handlers import answer_soon, current_service
 from mnist_keras.serving.metrics import ServiceMetrics
 from mnist_keras.serving.middleware import CloseWhileDraining
 from mnist_keras.serving.service import JSON_BYTES_PER_NUMBER, DecodePool, Readiness, Service, ServiceLimits
@@ -307,32 +307,64 @@ def test_one_image_gets_the_same_answer_on_the_event_loop_and_on_the_thread_pool
     assert len({orjson.dumps(record) for record in on_the_loop}) == len(images)  # three different answers
 
 
-# ---------------------------------------------------------------- the prediction routes skip FastAPI's dependency solving
+# ---------------------------------------------------------------- the prediction lane
 
 
-def test_prediction_routes_answer_as_before_and_still_honour_an_overridden_service():
+def test_predictions_answer_the_same_on_their_lane_as_through_fastapi_and_honour_an_overridden_service():
     app = create_app(Linear())
-    assert {route.path for route in app.routes if isinstance(route, ServiceRoute)} == {"/predict", "/predict/batch"}
     client = TestClient(app)
     pixels = {"pixels": digit_image(1).tolist()}
-    direct = client.post("/predict", json=pixels).json()
-    assert direct == app.state.service.answer([pixels_to_image(pixels["pixels"])])[0]
+    requests = [  # (path, body): answers, and each kind of refusal the prediction handlers give
+        ("/predict", pixels),
+        ("/predict/batch", {"images": [pixels["pixels"], digit_image(7).tolist()]}),
+        ("/predict", {"pixels": [[0.5] * 27] * 28}),  # wrong shape: 422
+        ("/predict", {"image": pixels["pixels"]}),  # wrong key: 422
+        ("/predict/batch", {"images": []}),  # no images: 422
+        ("/predict", {"pixels": [[0.0] * 28] * 28}),  # blank: 422
+    ]
+
+    def answers() -> list[tuple[int, bytes]]:
+        found = [(answer.status_code, answer.content) for answer in (client.post(path, json=body)
+                                                                     for path, body in requests)]
+        bad_json = client.post("/predict", content=b"{not json", headers={"Content-Type": "application/json"})
+        unsupported = client.post("/predict", content=b"x", headers={"Content-Type": "text/plain"})
+        return [*found, (bad_json.status_code, bad_json.content), (unsupported.status_code, unsupported.content)]
+
+    on_the_lane = answers()
+    assert [status for status, _ in on_the_lane] == [200, 200, 422, 422, 422, 422, 422, 415]
+    assert orjson.loads(on_the_lane[0][1]) == app.state.service.answer([pixels_to_image(pixels["pixels"])])[0]
+    # While a dependency is overridden every request goes FastAPI's way: an override giving the same Service
+    # must give the same bytes.
+    app.dependency_overrides[current_service] = lambda: app.state.service
+    assert answers() == on_the_lane
     # A stand-in Service (its predictor answers the same for every digit) reaches the prediction routes too.
     app.dependency_overrides[current_service] = lambda: Service(Uniform(), {}, ServiceLimits(), ServiceMetrics(),
                                                                 Readiness())
     stood_in = client.post("/predict", json=pixels).json()
-    assert stood_in["probabilities"] == [0.1] * NUM_CLASSES and stood_in["image"] == direct["image"]
-    batch = client.post("/predict/batch", json={"images": [pixels["pixels"]]}).json()
-    assert batch == [stood_in]
+    assert stood_in["probabilities"] == [0.1] * NUM_CLASSES
+    assert stood_in["image"] == orjson.loads(on_the_lane[0][1])["image"]
     app.dependency_overrides.clear()
-    assert client.post("/predict", json=pixels).json() == direct
+    assert answers() == on_the_lane
 
 
-def test_a_service_route_refuses_a_handler_it_could_not_call():
-    async def handler(request: Request) -> None: ...
+def test_an_unexpected_error_on_the_lane_is_a_json_500_as_everywhere():
+    class Broken:
+        def predict(self, pixels: np.ndarray) -> np.ndarray:
+            raise RuntimeError("boom")
 
-    with pytest.raises(ValueError, match="takes"):
-        ServiceRoute("/somewhere", handler, methods=["POST"])
+    client = TestClient(create_app(Broken()), raise_server_exceptions=False)
+    answer = client.post("/predict", json={"pixels": digit_image(1).tolist()})
+    assert answer.status_code == 500 and answer.json() == {"error": "internal server error"}
+    # The lane is beneath every check of ours: the request was counted.
+    assert 'route="/predict"' in client.get("/metrics").text
+
+
+def test_error_handlers_are_looked_up_by_the_errors_nearest_base_class():
+    from mnist_keras.inference.images import BlankImageError, ImageError
+    from mnist_keras.serving.app import ERROR_HANDLERS, error_handler, internal_error
+
+    assert error_handler(BlankImageError("blank")) is ERROR_HANDLERS[ImageError]
+    assert error_handler(KeyError("x")) is internal_error
 
 
 def test_about_carries_the_not_a_digit_threshold_and_its_cost(tmp_path):

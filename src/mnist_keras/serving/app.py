@@ -20,24 +20,23 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mnist_keras import __version__
 from mnist_keras.inference.images import ImageError, ImageTooLargeError, NotAnImageError
 from mnist_keras.serving.bodies import RequestProblem
 from mnist_keras.serving.handlers import (
     STATIC_DIR,
-    ServiceRoute,
     about,
     drawing_page,
     healthz,
@@ -71,7 +70,6 @@ class Endpoint:
 
     handler: Callable[..., Any]
     options: dict[str, Any] = dataclasses.field(default_factory=dict)  # FastAPI's add_api_route arguments
-    route_class: type[APIRoute] = APIRoute  # ServiceRoute for a handler answering each request at once
 
 
 def endpoints(limits: ServiceLimits) -> dict[str, Endpoint]:
@@ -88,11 +86,11 @@ def endpoints(limits: ServiceLimits) -> dict[str, Endpoint]:
         "/predict": Endpoint(predict, {
             "response_model": Prediction, "responses": ERROR_RESPONSES, "response_model_exclude_unset": True,
             "openapi_extra": request_body_doc("file", "pixels", many=False, max_items=1),
-        }, ServiceRoute),
+        }),
         "/predict/batch": Endpoint(predict_batch, {
             "response_model": list[Prediction], "responses": ERROR_RESPONSES, "response_model_exclude_unset": True,
             "openapi_extra": request_body_doc("files", "images", many=True, max_items=limits.max_batch_images),
-        }, ServiceRoute),
+        }),
         "/read": Endpoint(read, {
             "response_model": Reading, "responses": ERROR_RESPONSES,
             "openapi_extra": request_body_doc("file", "pixels", many=False, max_items=1,
@@ -111,8 +109,7 @@ def add_routes(app: FastAPI, limits: ServiceLimits) -> None:
             app.mount(route.path, StaticFiles(directory=FILE_DIRECTORIES[route.path]), name=route.path.strip("/"))
             continue
         endpoint = ours.pop(route.path)
-        app.router.add_api_route(route.path, endpoint.handler, methods=list(route.methods),
-                                 route_class_override=endpoint.route_class, **endpoint.options)
+        app.router.add_api_route(route.path, endpoint.handler, methods=list(route.methods), **endpoint.options)
     if ours:
         raise ValueError(f"endpoints for routes not in the route table: {sorted(ours)}")
     # Each request is matched against the routes in turn: FastAPI's own (the docs, first in the list) go last,
@@ -145,8 +142,10 @@ def create_app(source: Any, limits: ServiceLimits = ServiceLimits(), api_token: 
         lifespan=lifespan,
     )
     app.state.service = service
-    # The last added runs first: every request is counted, then the token checked, then the body bounded;
-    # and while the process drains, every answer, refusals included, closes its connection.
+    # The last added runs first: every request is counted, then the token checked, then the body bounded, and
+    # then a prediction goes its own lane; while the process drains, every answer, refusals included, closes
+    # its connection.
+    app.add_middleware(PredictionLane, handlers=LANE_HANDLERS)
     app.add_middleware(BodyLimit, max_bytes=limits.max_request_bytes)
     if api_token:
         app.add_middleware(BearerToken, token=api_token)
@@ -196,7 +195,8 @@ async def internal_error(request: Request, error: Exception) -> JSONResponse:
     return JSONResponse({"error": "internal server error"}, status_code=500)
 
 
-ERROR_HANDLERS: dict[type[Exception], Callable[..., Any]] = {
+ErrorHandler = Callable[[Request, Exception], Awaitable[Response]]
+ERROR_HANDLERS: dict[type[Exception], ErrorHandler] = {
     ImageError: image_error,
     RequestProblem: request_problem,
     HTTPException: http_error,
@@ -210,3 +210,54 @@ def install_error_handlers(app: FastAPI) -> None:
     """Every error as JSON {"error": "..."}: 4xx for what the client sent, 500 only for our own faults."""
     for error_type, handler in ERROR_HANDLERS.items():
         app.add_exception_handler(error_type, handler)
+
+
+def error_handler(error: Exception) -> ErrorHandler:
+    """The handler of ERROR_HANDLERS for `error`: its own type's, else its nearest base class's (as Starlette
+    looks one up)."""
+    for kind in type(error).__mro__:
+        if kind in ERROR_HANDLERS:
+            return ERROR_HANDLERS[kind]
+    return internal_error
+
+
+# ---------------------------------------------------------------- the prediction lane
+
+# The requests the service answers most, each with its handler `(request, service) -> Response`.
+LANE_HANDLERS: dict[str, Callable[[Request, Service], Awaitable[Response]]] = {
+    "/predict": predict,
+    "/predict/batch": predict_batch,
+}
+
+
+class PredictionLane:
+    """ASGI middleware, the innermost of ours: a POST to a path of `handlers` is answered by its handler at once,
+    called with the app's Service.
+
+    Beneath this middleware FastAPI would take the request through its
+    exception middleware, a walk of the route table, the route's dependency
+    solving and its request bookkeeping: together they took longer than
+    reading a digit. Every check of ours is above it, so a prediction still
+    is counted, needs the token and is bounded in size, and what its handler
+    raises becomes the same JSON answer as on FastAPI's way (`error_handler`).
+    The routes are registered with FastAPI as well, which documents them and
+    answers them while the app overrides a dependency (a test's stand-in
+    Service). Every other request goes on to FastAPI.
+    """
+
+    def __init__(self, app: ASGIApp, handlers: dict[str, Callable[[Request, Service], Awaitable[Response]]]) -> None:
+        self.app = app
+        self.handlers = handlers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        handler = self.handlers.get(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
+        app = scope.get("app")  # the FastAPI app, as Starlette sets it for every request
+        if handler is None or app is None or app.dependency_overrides:
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        try:
+            response = await handler(request, app.state.service)
+        except Exception as error:  # noqa: BLE001 (every error, as ERROR_HANDLERS answers it on FastAPI's way)
+            response = await error_handler(error)(request, error)
+        await response(scope, receive, send)

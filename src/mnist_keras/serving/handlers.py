@@ -6,15 +6,14 @@ reads its body with mnist_keras.serving.bodies, and returns a record; errors
 are raised (`RequestProblem`, `ImageError`) and turned into JSON 4xx answers
 by the app's error handlers. Every image goes through mnist_keras.inference.images,
 the same path as the `predict` command.
-The prediction routes are `ServiceRoute`s: the same routes and docs, with
-their handler called straight with the service while nothing overrides it.
+The prediction handlers take `(request, service)` and nothing else, so that
+the app's prediction lane (mnist_keras.serving.app.PredictionLane) can call
+them straight with the Service.
 """
 
 from __future__ import annotations
 
 import functools
-import inspect
-from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,7 +21,6 @@ import numpy as np
 import orjson
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, Response
-from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
 from mnist_keras.inference.images import pixels_to_image
@@ -48,38 +46,6 @@ async def current_service(request: Request) -> Service:
 
 
 CurrentService = Annotated[Service, Depends(current_service)]
-SERVICE_HANDLER_PARAMETERS = ["request", "service"]  # what a ServiceRoute's handler takes, in order
-
-
-class ServiceRoute(APIRoute):
-    """FastAPI's route for a handler `(request, service) -> Response`, calling it without FastAPI's per-request work.
-
-    The handler's signature still gives the route its OpenAPI description, and
-    what it raises reaches the app's error handlers as before. Per request,
-    though, the handler is called with the app's Service at once: FastAPI's
-    dependency solving and its request bookkeeping took longer than parsing
-    a JSON image. While the app overrides any dependency (a test's stand-in
-    Service), requests go FastAPI's own way, which honours the override.
-    """
-
-    def __init__(self, path: str, endpoint: Callable[..., Any], **options: Any) -> None:
-        parameters = list(inspect.signature(endpoint).parameters)
-        if parameters != SERVICE_HANDLER_PARAMETERS:
-            raise ValueError(f"a ServiceRoute's handler takes {SERVICE_HANDLER_PARAMETERS}; "
-                             f"{endpoint.__name__} takes {parameters}")
-        super().__init__(path, endpoint, **options)
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        dependency_solving = super().get_route_handler()
-        handler = self.endpoint
-        overrides_provider = self.dependency_overrides_provider
-
-        async def answer(request: Request) -> Response:
-            if overrides_provider is not None and overrides_provider.dependency_overrides:
-                return await dependency_solving(request)
-            return await handler(request, request.app.state.service)
-
-        return answer
 
 
 async def drawing_page() -> HTMLResponse:
