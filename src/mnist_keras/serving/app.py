@@ -236,8 +236,8 @@ class PredictionLane:
 
     Beneath this middleware FastAPI would take the request through its
     exception middleware, a walk of the route table, the route's dependency
-    solving and its request bookkeeping: together they took longer than
-    reading a digit. Every check of ours is above it, so a prediction still
+    solving and its request bookkeeping: together about 8% of the app's
+    instructions for one JSON image. Every check of ours is above it, so a prediction still
     is counted, needs the token and is bounded in size, and what its handler
     raises becomes the same JSON answer as on FastAPI's way (`error_handler`).
     The routes are registered with FastAPI as well, which documents them and
