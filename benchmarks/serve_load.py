@@ -1,7 +1,8 @@
 """Requests per second of a JSON /predict, per worker and per core: Apache Bench against `mnist-keras serve`.
 
     python benchmarks/serve_load.py [RUN] [--requests 3000] [--concurrency 32] [--repeats 3]
-                                    [--workers 1 2] [--cores 1 2] [--out benchmarks/results]
+                                    [--workers 1 2] [--cores 1 2] [--keep-alive [--seconds 5]]
+                                    [--out benchmarks/results]
 
 For each number of cores and each number of workers, starts `mnist-keras
 serve [RUN] --workers N` (the model that ships in the package without RUN) on
@@ -14,6 +15,12 @@ its own. Once /healthz answers and one /predict gives a digit, Apache Bench
 is the median of the repeats' requests/s, p50 and p99 (ab's percentiles, in
 ms) and failed requests (ab's failed plus non-2xx answers). ab opens a
 connection per request (HTTP/1.0, no keep-alive), as in issue 23's figures.
+With `--keep-alive` the client is wrk instead (another client nobody here
+wrote; Debian's `wrk`): `--concurrency` HTTP/1.1 connections kept open, each
+posting the same body again as soon as it has its answer, for `--seconds`
+a run, as a client with a connection pool does; its requests/s, p50, p99
+(wrk's `--latency` percentiles) and failures (socket errors and non-2xx
+answers).
 The server is then stopped with SIGTERM to the process id it was started
 as, and must exit 0; only the processes this script started are ever
 signalled. ab itself is not pinned: it runs on whichever core is free.
@@ -21,7 +28,8 @@ signalled. ab itself is not pinned: it runs on whichever core is free.
 Prints a markdown table, the machine (CPU model and its widest vector
 extension) and the load average before each row (other work on a shared
 machine slows every row); `--out DIR` writes them too, as
-DIR/serve_load.json and DIR/serve_load.md.
+DIR/serve_load.json and DIR/serve_load.md (serve_load_keep_alive.* with
+`--keep-alive`).
 """
 
 from __future__ import annotations
@@ -44,6 +52,7 @@ from pathlib import Path
 import harness
 
 AB = "ab"  # Apache Bench (apache2-utils)
+WRK = "wrk"  # wrk (Debian's wrk), for --keep-alive
 TASKSET = "taskset"  # util-linux
 STARTUP_TIMEOUT_SECONDS = 120  # a worker loads ONNX Runtime and its model; two on one core take longer
 STOP_TIMEOUT_SECONDS = 60  # SIGTERM drains (1 s by default) and then answers what it accepted
@@ -60,14 +69,32 @@ AB_LINES = {  # what each figure is called in ab's report
 }
 
 
+WRK_LINES = {  # what each figure is called in wrk's report (with --latency)
+    "requests_per_second": re.compile(r"^Requests/sec:\s+([\d.]+)", re.MULTILINE),
+    "complete": re.compile(r"^\s*(\d+) requests in ", re.MULTILINE),
+    "p50": re.compile(r"^\s+50%\s+([\d.]+)(us|ms|s)\s*$", re.MULTILINE),
+    "p99": re.compile(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", re.MULTILINE),
+}
+WRK_SOCKET_ERRORS = re.compile(r"^\s+Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", re.MULTILINE)
+WRK_NON_2XX = re.compile(r"^\s+Non-2xx or 3xx responses: (\d+)", re.MULTILINE)
+MILLISECONDS_PER = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+# wrk posts the body from a Lua script: the file's bytes, as they are.
+WRK_SCRIPT = """wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local file = io.open("{body}", "rb")
+wrk.body = file:read("*all")
+file:close()
+"""
+
+
 @dataclass(frozen=True)
 class AbRun:
-    """One ab run's figures: throughput, latency percentiles (ms, whole numbers as ab prints them), failures."""
+    """One client run's figures: throughput, latency percentiles (ms; whole numbers as ab prints them), failures."""
 
     requests_per_second: float
-    p50_ms: int
-    p99_ms: int
-    failed: int  # ab's failed requests (connect, receive, length, exceptions) plus non-2xx answers
+    p50_ms: float
+    p99_ms: float
+    failed: int  # ab's failed requests (connect, receive, length, exceptions), or wrk's socket errors; plus non-2xx
     complete: int
 
 
@@ -82,6 +109,22 @@ def parse_ab(report: str) -> AbRun:
     return AbRun(requests_per_second=float(found["requests_per_second"]), p50_ms=int(found["p50_ms"]),
                  p99_ms=int(found["p99_ms"]), failed=int(found["failed"]) + int(found["non_2xx"]),
                  complete=int(found["complete"]))
+
+
+def parse_wrk(report: str) -> AbRun:
+    """The figures of wrk's text report (run with --latency); ValueError if one it always prints is missing."""
+    found = {}
+    for name, pattern in WRK_LINES.items():
+        match = pattern.search(report)
+        if match is None:
+            raise ValueError(f"wrk's report has no {name.replace('_', ' ')} line:\n{report[-2000:]}")
+        found[name] = float(match.group(1)) * MILLISECONDS_PER[match.group(2)] if name in ("p50", "p99") \
+            else match.group(1)
+    socket_errors = WRK_SOCKET_ERRORS.search(report)
+    non_2xx = WRK_NON_2XX.search(report)
+    failed = (sum(map(int, socket_errors.groups())) if socket_errors else 0) + (int(non_2xx.group(1)) if non_2xx else 0)
+    return AbRun(requests_per_second=float(found["requests_per_second"]), p50_ms=round(found["p50"], 2),
+                 p99_ms=round(found["p99"], 2), failed=failed, complete=int(found["complete"]))
 
 
 def median_of(runs: list[AbRun]) -> dict[str, float]:
@@ -181,15 +224,38 @@ def run_ab(url: str, body_file: Path, requests: int, concurrency: int) -> AbRun:
     return parse_ab(result.stdout)
 
 
+def run_wrk(url: str, script: Path, seconds: float, concurrency: int) -> AbRun:
+    command = [WRK, "-t", "1", "-c", str(concurrency), "-d", f"{seconds:g}s", "--timeout", f"{AB_TIMEOUT_SECONDS}s",
+               "--latency", "-s", str(script), url + "/predict"]
+    result = subprocess.run(command, capture_output=True, text=True, check=False,
+                            timeout=AB_TIMEOUT_SECONDS + 2 * seconds)
+    if result.returncode != 0:
+        raise SystemExit(f"wrk failed (exit {result.returncode}): {harness.stderr_tail(result.stderr)}")
+    return parse_wrk(result.stdout)
+
+
 def measure_row(run: Path | None, workers: int, cores: list[int], body_file: Path, requests: int,
-                concurrency: int, repeats: int, logs: Path) -> dict:
-    """One row: the server with `workers` on `cores`, ab `repeats` times after a warm-up; the medians."""
+                concurrency: int, repeats: int, logs: Path, keep_alive_seconds: float | None = None) -> dict:
+    """One row: the server with `workers` on `cores`, the client `repeats` times after a warm-up; the medians.
+    The client is ab, or wrk for `keep_alive_seconds` a run."""
     load_before = harness.load_average()
     server = Server(run, workers, cores, logs / f"serve-{len(cores)}-cores-{workers}-workers.log")
     try:
         answer = server.wait_until_ready(body_file.read_bytes())
-        run_ab(server.url, body_file, min(WARM_UP_REQUESTS, requests), concurrency)
-        runs = [run_ab(server.url, body_file, requests, concurrency) for _ in range(repeats)]
+        if keep_alive_seconds is None:
+            def client() -> AbRun:
+                return run_ab(server.url, body_file, requests, concurrency)
+
+            run_ab(server.url, body_file, min(WARM_UP_REQUESTS, requests), concurrency)
+        else:
+            script = body_file.with_suffix(".lua")
+            script.write_text(WRK_SCRIPT.format(body=body_file), encoding="utf-8")
+
+            def client() -> AbRun:
+                return run_wrk(server.url, script, keep_alive_seconds, concurrency)
+
+            run_wrk(server.url, script, 1, concurrency)
+        runs = [client() for _ in range(repeats)]
     finally:
         exit_code = server.stop()
     return {"cores": len(cores), "cpus": cores, "workers": workers, **median_of(runs),
@@ -198,10 +264,12 @@ def measure_row(run: Path | None, workers: int, cores: list[int], body_file: Pat
 
 
 def report(results: dict) -> str:
+    seconds = results.get("keep_alive_seconds")
+    client = (f"wrk -c {results['concurrency']} -d {seconds:g}s (HTTP/1.1 keep-alive)" if seconds is not None
+              else f"ab -n {results['requests']} -c {results['concurrency']} (no keep-alive)")
     lines = [f"machine: {results['machine']}",
              (f"model: {results['model']}; body: {results['body_bytes']:,} bytes of JSON 28x28 pixels; "
-             f"ab -n {results['requests']} -c {results['concurrency']} (no keep-alive), median of "
-             f"{results['repeats']} runs after a warm-up"),
+             f"{client}, median of {results['repeats']} runs after a warm-up"),
              "", "| cores (taskset) | workers | requests/s | p50 ms | p99 ms | failed | load before |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for row in results["rows"]:
@@ -220,15 +288,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="ab runs per row, after a warm-up (default 3)")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts (default 1 2)")
     parser.add_argument("--cores", type=int, nargs="+", default=[1, 2], help="core counts (default 1 2)")
+    parser.add_argument("--keep-alive", action="store_true",
+                        help="the client is wrk, keeping its connections open, instead of ab")
+    parser.add_argument("--seconds", type=float, default=5.0, help="with --keep-alive, seconds a run (default 5)")
     parser.add_argument("--out", type=Path, help="also write serve_load.json and serve_load.md here")
     args = parser.parse_args(argv)
     if min(args.requests, args.concurrency, args.repeats, *args.workers, *args.cores) < 1:
         parser.error("--requests, --concurrency, --repeats, --workers and --cores must be at least 1")
-    if args.concurrency > args.requests:
+    if args.concurrency > args.requests and not args.keep_alive:
         parser.error("--concurrency cannot exceed --requests (ab refuses it)")
-    for tool in (AB, TASKSET):
+    if not args.seconds > 0:
+        parser.error("--seconds must be positive")
+    for tool in (WRK if args.keep_alive else AB, TASKSET):
         if shutil.which(tool) is None:
-            parser.error(f"{tool} is not installed (ab: apache2-utils; taskset: util-linux)")
+            parser.error(f"{tool} is not installed (ab: apache2-utils; wrk: wrk; taskset: util-linux)")
+    keep_alive_seconds = args.seconds if args.keep_alive else None
 
     with tempfile.TemporaryDirectory(prefix="serve-load-") as directory:
         body_file = Path(directory) / "pixels.json"
@@ -241,15 +315,17 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             for workers in args.workers:
                 rows.append(measure_row(args.run, workers, cores, body_file, args.requests, args.concurrency,
-                                        args.repeats, Path(directory)))
+                                        args.repeats, Path(directory), keep_alive_seconds))
         results = {"machine": harness.machine_line(python=True), "model": str(args.run or "the shipped model"),
                    "body_bytes": body_file.stat().st_size, "requests": args.requests,
-                   "concurrency": args.concurrency, "repeats": args.repeats, "rows": rows, "skipped_cores": skipped}
+                   "concurrency": args.concurrency, "repeats": args.repeats, "keep_alive_seconds": keep_alive_seconds,
+                   "rows": rows, "skipped_cores": skipped}
     table = report(results)
     print(table, end="")
     if args.out:
         command = "python benchmarks/serve_load.py " + " ".join(argv if argv is not None else sys.argv[1:])
-        harness.write_results(args.out, "serve_load", results, f"`{command.strip()}`\n\n{table}")
+        stem = "serve_load_keep_alive" if args.keep_alive else "serve_load"
+        harness.write_results(args.out, stem, results, f"`{command.strip()}`\n\n{table}")
     clean = all(run["failed"] == 0 for row in rows for run in row["runs"])
     return 0 if clean and all(row["server_exit_code"] == 0 for row in rows) else 1
 

@@ -73,3 +73,31 @@ def test_a_short_run_answers_every_request_and_stops_its_server(serve_load, tiny
     assert row["cores"] == 1 and row["workers"] == 1 and row["server_exit_code"] == 0
     assert [run["complete"] for run in row["runs"]] == [60] and row["failed"] == 0
     assert "| 1 (" in capsys.readouterr().out and (tmp_path / "serve_load.md").is_file()
+
+
+# What wrk 4.1 prints for a run with --latency (the lines the script reads and some it does not).
+WRK_REPORT = """\
+Running 6s test @ http://127.0.0.1:8811/predict
+  1 threads and 32 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency    33.46ms   39.42ms 575.16ms   97.40%
+    Req/Sec     1.12k   110.22     1.30k    80.00%
+  Latency Distribution
+     50%  850.00us
+     75%   32.35ms
+     90%   34.93ms
+     99%    1.25s
+  6660 requests in 6.00s, 23.97MB read
+{errors}Requests/sec:   1109.49
+Transfer/sec:      4.00MB
+"""
+
+
+def test_wrk_report_figures_are_read_in_milliseconds(serve_load):
+    run = serve_load.parse_wrk(WRK_REPORT.format(errors=""))
+    assert run == serve_load.AbRun(requests_per_second=1109.49, p50_ms=0.85, p99_ms=1250.0, failed=0, complete=6660)
+    # Socket errors and answers other than 2xx or 3xx are failures.
+    errors = "  Socket errors: connect 1, read 2, write 0, timeout 3\n  Non-2xx or 3xx responses: 4\n"
+    assert serve_load.parse_wrk(WRK_REPORT.format(errors=errors)).failed == 1 + 2 + 3 + 4
+    with pytest.raises(ValueError, match="p99"):
+        serve_load.parse_wrk(WRK_REPORT.format(errors="").replace("99%", "98%"))
