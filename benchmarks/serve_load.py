@@ -1,7 +1,7 @@
 """Requests per second of a JSON /predict, per worker and per core: Apache Bench against `mnist-keras serve`.
 
     python benchmarks/serve_load.py [RUN] [--requests 3000] [--concurrency 32] [--repeats 3]
-                                    [--workers 1 2] [--cores 1 2] [--keep-alive [--seconds 5]]
+                                    [--workers 1 2] [--cores 1 2] [--keep-alive [--seconds 5]] [--loop L]
                                     [--out benchmarks/results]
 
 For each number of cores and each number of workers, starts `mnist-keras
@@ -151,14 +151,14 @@ def first_cores(count: int) -> list[int] | None:
 class Server:
     """`mnist-keras serve` pinned to `cores`, in a child process of ours; stopped only through its own pid."""
 
-    def __init__(self, run: Path | None, workers: int, cores: list[int], log: Path) -> None:
+    def __init__(self, run: Path | None, workers: int, cores: list[int], log: Path, loop: str | None = None) -> None:
         self.port = harness.free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         source = str(harness.BENCHMARKS.parent / "src")
         python_path = os.pathsep.join(filter(None, [source, os.environ.get("PYTHONPATH")]))
         command = [TASKSET, "-c", ",".join(map(str, cores)), sys.executable, "-m", "mnist_keras.cli", "serve",
                    *([str(run)] if run else []), "--host", "127.0.0.1", "--port", str(self.port),
-                   "--workers", str(workers)]
+                   "--workers", str(workers), *(["--loop", loop] if loop else [])]
         self.log = log
         with log.open("wb") as output:  # taskset execs the server: the child's pid is the server's
             self.process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT,
@@ -235,11 +235,12 @@ def run_wrk(url: str, script: Path, seconds: float, concurrency: int) -> AbRun:
 
 
 def measure_row(run: Path | None, workers: int, cores: list[int], body_file: Path, requests: int,
-                concurrency: int, repeats: int, logs: Path, keep_alive_seconds: float | None = None) -> dict:
+                concurrency: int, repeats: int, logs: Path, keep_alive_seconds: float | None = None,
+                loop: str | None = None) -> dict:
     """One row: the server with `workers` on `cores`, the client `repeats` times after a warm-up; the medians.
     The client is ab, or wrk for `keep_alive_seconds` a run."""
     load_before = harness.load_average()
-    server = Server(run, workers, cores, logs / f"serve-{len(cores)}-cores-{workers}-workers.log")
+    server = Server(run, workers, cores, logs / f"serve-{len(cores)}-cores-{workers}-workers.log", loop)
     try:
         answer = server.wait_until_ready(body_file.read_bytes())
         if keep_alive_seconds is None:
@@ -269,7 +270,8 @@ def report(results: dict) -> str:
               else f"ab -n {results['requests']} -c {results['concurrency']} (no keep-alive)")
     lines = [f"machine: {results['machine']}",
              (f"model: {results['model']}; body: {results['body_bytes']:,} bytes of JSON 28x28 pixels; "
-             f"{client}, median of {results['repeats']} runs after a warm-up"),
+             f"{client}, median of {results['repeats']} runs after a warm-up; "
+             f"event loop: {results.get('event_loop', 'serve' + chr(39) + 's default')}"),
              "", "| cores (taskset) | workers | requests/s | p50 ms | p99 ms | failed | load before |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for row in results["rows"]:
@@ -291,6 +293,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-alive", action="store_true",
                         help="the client is wrk, keeping its connections open, instead of ab")
     parser.add_argument("--seconds", type=float, default=5.0, help="with --keep-alive, seconds a run (default 5)")
+    parser.add_argument("--loop", choices=("auto", "asyncio", "uvloop"),
+                        help="the server's event loop (mnist-keras serve --loop; default: serve's)")
     parser.add_argument("--out", type=Path, help="also write serve_load.json and serve_load.md here")
     args = parser.parse_args(argv)
     if min(args.requests, args.concurrency, args.repeats, *args.workers, *args.cores) < 1:
@@ -315,16 +319,18 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             for workers in args.workers:
                 rows.append(measure_row(args.run, workers, cores, body_file, args.requests, args.concurrency,
-                                        args.repeats, Path(directory), keep_alive_seconds))
+                                        args.repeats, Path(directory), keep_alive_seconds, args.loop))
         results = {"machine": harness.machine_line(python=True), "model": str(args.run or "the shipped model"),
                    "body_bytes": body_file.stat().st_size, "requests": args.requests,
                    "concurrency": args.concurrency, "repeats": args.repeats, "keep_alive_seconds": keep_alive_seconds,
+                   "event_loop": args.loop or "serve's default",
                    "rows": rows, "skipped_cores": skipped}
     table = report(results)
     print(table, end="")
     if args.out:
         command = "python benchmarks/serve_load.py " + " ".join(argv if argv is not None else sys.argv[1:])
         stem = "serve_load_keep_alive" if args.keep_alive else "serve_load"
+        stem += f"_{args.loop}" if args.loop else ""
         harness.write_results(args.out, stem, results, f"`{command.strip()}`\n\n{table}")
     clean = all(run["failed"] == 0 for row in rows for run in row["runs"])
     return 0 if clean and all(row["server_exit_code"] == 0 for row in rows) else 1

@@ -132,9 +132,29 @@ def test_server_settings_refuse_what_cannot_run():
 
     assert ServerSettings(Path("run")).drain_period < ServerSettings(Path("run")).graceful_timeout
     for bad in ({"workers": 0}, {"port": 70000}, {"idle_timeout": 0}, {"request_timeout": float("inf")},
-                {"drain_period": -1}, {"drain_period": 30, "graceful_timeout": 30}, {"access_log": "xml"}):
+                {"drain_period": -1}, {"drain_period": 30, "graceful_timeout": 30}, {"access_log": "xml"},
+                {"event_loop": "trio"}):
         with pytest.raises(SettingsError):
             ServerSettings(Path("run"), **bad)
+
+
+def test_the_event_loop_is_uvicorns_choice_unless_asked_and_uvloop_only_where_installed(monkeypatch):
+    import importlib.util
+    from pathlib import Path
+
+    from mnist_keras.errors import SettingsError
+    from mnist_keras.serving.server import uvicorn_config
+    from mnist_keras.serving.service import Readiness
+    from mnist_keras.serving.settings import ServerSettings
+
+    assert uvicorn_config(ServerSettings(Path("run")), Readiness()).loop == "auto"
+    assert uvicorn_config(ServerSettings(Path("run"), event_loop="asyncio"), Readiness()).loop == "asyncio"
+    if importlib.util.find_spec("uvloop") is not None:
+        assert uvicorn_config(ServerSettings(Path("run"), event_loop="uvloop"), Readiness()).loop == "uvloop"
+    finds = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *rest: None if name == "uvloop" else finds(name, *rest))
+    with pytest.raises(SettingsError, match="pip install uvloop"):
+        ServerSettings(Path("run"), event_loop="uvloop")
 
 
 def test_a_drain_period_longer_than_the_graceful_timeout_is_one_line_and_exit_2(tiny_run, capsys):

@@ -35,7 +35,7 @@ from mnist_keras.errors import TrainingInterrupted, UserError
 from mnist_keras.inference.shipped import shipped_model_dir
 from mnist_keras.recipes import RECIPES, get_recipe
 from mnist_keras.rundir import check_model_dir, check_run_dir, current_onnx_export, read_run_config, staging_path
-from mnist_keras.serving.settings import ACCESS_LOG_FORMATS, MAX_PORT, TOKEN_VARIABLE
+from mnist_keras.serving.settings import ACCESS_LOG_FORMATS, EVENT_LOOPS, MAX_PORT, TOKEN_VARIABLE
 from mnist_keras.serving.settings import defaults as server_defaults
 from mnist_keras.training.checkpoint import read_latest, run_checkpoint_dir
 
@@ -236,6 +236,10 @@ def build_parser() -> ArgumentParser:
     serve.add_argument("--access-log", choices=ACCESS_LOG_FORMATS, default=served["access_log"],
                        help="one line per request: uvicorn's text, JSON lines, or none "
                        f"(default: {served['access_log']})")
+    serve.add_argument("--loop", dest="event_loop", choices=EVENT_LOOPS, default=served["event_loop"],
+                       help="the event loop: auto (uvloop where installed: faster with several workers), asyncio's own "
+                       "(fairer to kept-alive connections when one worker is saturated), or uvloop "
+                       f"(default: {served['event_loop']})")
     serve.add_argument("--api-token", metavar="TOKEN", default=os.environ.get(TOKEN_VARIABLE) or None,
                        help=f"require 'Authorization: Bearer TOKEN' on the API (default: ${TOKEN_VARIABLE}, "
                             "else no token)")

@@ -88,7 +88,7 @@ def run_serve(args: argparse.Namespace) -> int:
         run_dir=Path(args.run), host=args.host, port=args.port, workers=args.workers,
         request_timeout=args.request_timeout, idle_timeout=args.idle_timeout,
         graceful_timeout=args.graceful_timeout, drain_period=args.drain_period, access_log=args.access_log,
-        api_token=args.api_token,
+        event_loop=args.event_loop, api_token=args.api_token,
     )
     load_predictor(args.run)  # a run that cannot answer fails here, in one line, before any worker starts
     server.run(settings)

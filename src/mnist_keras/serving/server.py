@@ -325,7 +325,7 @@ def uvicorn_config(settings: ServerSettings, readiness: Readiness) -> uvicorn.Co
         host=settings.host,
         port=settings.port,
         http=functools.partial(DeadlineProtocol, request_timeout=settings.request_timeout),
-        loop="auto",  # uvloop where it installs (not on Windows), else asyncio's own
+        loop=settings.event_loop,  # uvloop where it installs, unless asked (serving.settings.DEFAULT_EVENT_LOOP)
         timeout_keep_alive=settings.idle_timeout,
         timeout_graceful_shutdown=settings.graceful_timeout,
         access_log=settings.access_log == "text",
