@@ -35,6 +35,7 @@ DIR/serve_load.json and DIR/serve_load.md (serve_load_keep_alive.* with
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import re
@@ -244,18 +245,14 @@ def measure_row(run: Path | None, workers: int, cores: list[int], body_file: Pat
     try:
         answer = server.wait_until_ready(body_file.read_bytes())
         if keep_alive_seconds is None:
-            def client() -> AbRun:
-                return run_ab(server.url, body_file, requests, concurrency)
-
-            run_ab(server.url, body_file, min(WARM_UP_REQUESTS, requests), concurrency)
+            client = functools.partial(run_ab, server.url, body_file, requests, concurrency)
+            warm_up = functools.partial(run_ab, server.url, body_file, min(WARM_UP_REQUESTS, requests), concurrency)
         else:
             script = body_file.with_suffix(".lua")
             script.write_text(WRK_SCRIPT.format(body=body_file), encoding="utf-8")
-
-            def client() -> AbRun:
-                return run_wrk(server.url, script, keep_alive_seconds, concurrency)
-
-            run_wrk(server.url, script, 1, concurrency)
+            client = functools.partial(run_wrk, server.url, script, keep_alive_seconds, concurrency)
+            warm_up = functools.partial(run_wrk, server.url, script, 1, concurrency)
+        warm_up()
         runs = [client() for _ in range(repeats)]
     finally:
         exit_code = server.stop()
@@ -271,7 +268,7 @@ def report(results: dict) -> str:
     lines = [f"machine: {results['machine']}",
              (f"model: {results['model']}; body: {results['body_bytes']:,} bytes of JSON 28x28 pixels; "
              f"{client}, median of {results['repeats']} runs after a warm-up; "
-             f"event loop: {results.get('event_loop', 'serve' + chr(39) + 's default')}"),
+             f"event loop: {results['event_loop']}"),
              "", "| cores (taskset) | workers | requests/s | p50 ms | p99 ms | failed | load before |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for row in results["rows"]:
