@@ -224,7 +224,8 @@ def error_handler(error: Exception) -> ErrorHandler:
 # ---------------------------------------------------------------- the prediction lane
 
 # The requests the service answers most, each with its handler `(request, service) -> Response`.
-LANE_HANDLERS: dict[str, Callable[[Request, Service], Awaitable[Response]]] = {
+LaneHandler = Callable[[Request, Service], Awaitable[Response]]
+LANE_HANDLERS: dict[str, LaneHandler] = {
     "/predict": predict,
     "/predict/batch": predict_batch,
 }
@@ -245,7 +246,7 @@ class PredictionLane:
     Service). Every other request goes on to FastAPI.
     """
 
-    def __init__(self, app: ASGIApp, handlers: dict[str, Callable[[Request, Service], Awaitable[Response]]]) -> None:
+    def __init__(self, app: ASGIApp, handlers: dict[str, LaneHandler]) -> None:
         self.app = app
         self.handlers = handlers
 
