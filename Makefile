@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install install-test install-bench train model test test-full test-all seeds notebook notebook-beyond bench bench-tta
+.PHONY: install install-test install-bench train model mark-reader test test-full test-all seeds notebook notebook-beyond bench bench-tta
 
 install: $(VENV)/.installed
 
@@ -39,6 +39,12 @@ train: install
 model: install
 	$(BIN)/mnist-keras train --recipe cnn --seed 1 --out runs/model --overwrite
 	$(BIN)/python -m mnist_keras.evaluation.ship runs/model
+
+# The mark reader that ships in the package (what `read` reads touching digits with): trained on marks written
+# with MNIST training digits into runs/mark-reader/, checked against Keras, copied into
+# src/mnist_keras/inference/mark_reader/ (mnist_keras.training.marks).
+mark-reader: install
+	$(BIN)/python -m mnist_keras.training.marks runs/mark-reader --ship
 
 # The fast lane: every unit and integration test on small data the tests make (a few minutes).
 test: install-test

@@ -19,6 +19,8 @@ read` reads a file.
   dot, ...), where `read` must find exactly `predict`'s digit, with the same
   probabilities, or no digit where `predict` refuses (stray marks are listed
   as marks that are not digits);
+- several digits: of the optdigits files and 1,000 MNIST test digits as photos (one digit each), how
+  many `read` finds several digits in (which `predict` then refuses as "several digits");
 - time: a 6-digit line (about 260x60 pixels, PNG), median over `--timing`
   reads, on one core (this process pinned to CPU 0, ONNX Runtime on one thread).
 """
@@ -48,13 +50,14 @@ def edit_distance(first: str, second: str) -> int:
     return previous[-1]
 
 
-def score(numbers, predictor) -> dict:
-    """Whole-number and digit accuracy of reading `numbers`, and the texts that came out wrong."""
+def score(numbers, predictor, mark_reader=...) -> dict:
+    """Whole-number and digit accuracy of reading `numbers` (with `mark_reader`: by default the shipped
+    one; None: cuts only), and the texts that came out wrong."""
     from mnist_keras.inference.reading import read_image_bytes
 
     right, errors, digits, wrong = 0, 0, 0, []
     for number in numbers:
-        text = read_image_bytes(number.data, predictor)["text"]
+        text = read_image_bytes(number.data, predictor, mark_reader=mark_reader)["text"]
         right += text == number.text
         written, read = number.text.replace("\n", ""), text.replace("\n", "")
         errors += edit_distance(written, read)
@@ -65,7 +68,7 @@ def score(numbers, predictor) -> dict:
             "digit_accuracy": 1 - errors / digits, "examples_wrong": wrong}
 
 
-def single_digits_agree(predictor, digits: np.ndarray, count: int, seed: int) -> dict:
+def single_digits_agree(predictor, digits: np.ndarray, count: int, seed: int, mark_reader=...) -> dict:
     """Single MNIST test digits photographed on paper: does `read` give `predict`'s digit and decision?"""
     import tempfile
 
@@ -78,8 +81,8 @@ def single_digits_agree(predictor, digits: np.ndarray, count: int, seed: int) ->
         paths, _ = write_photos(digits[:count], folder, seed=seed)
         for path in paths:
             gray, size = decode_grey_file(path)
-            predicted = predict_grey(gray, predictor)
-            digits_read = [mark for line in read_grey(gray, predictor, size)["lines"] for mark in line
+            predicted = predict_grey(gray, predictor, mark_reader=mark_reader)
+            digits_read = [mark for line in read_grey(gray, predictor, size, mark_reader)["lines"] for mark in line
                            if mark["is_digit"]]
             if predicted["is_digit"]:
                 agree += [mark["probabilities"] for mark in digits_read] == [predicted["probabilities"]]
@@ -90,6 +93,26 @@ def single_digits_agree(predictor, digits: np.ndarray, count: int, seed: int) ->
     # Where the probabilities differ, read set a stray mark or a ruled line apart that predict's input kept.
     return {"images": len(paths), "read_agrees_with_predict": agree / len(paths),
             "read_gives_predicts_digit": same_digit / len(paths)}
+
+
+def several_digit_refusals(predictor, digits: np.ndarray, photos: int, seed: int, mark_reader=...) -> dict:
+    """How many single real digits `read` finds several digits in (so `predict` refuses them as "several
+    digits"): the optdigits files and MNIST test digits as photos."""
+    import tempfile
+
+    from mnist_keras.evaluation.handwriting import write_optdigits, write_photos
+    from mnist_keras.inference.images import decode_grey_file
+    from mnist_keras.inference.reading import digit_count, read_grey
+
+    found = {}
+    with tempfile.TemporaryDirectory() as folder:
+        optdigits, _ = write_optdigits(Path(folder) / "optdigits")
+        photo_paths, _ = write_photos(digits[:photos], Path(folder) / "photos", seed=seed)
+        for name, paths in (("optdigits_files", optdigits), ("photos", photo_paths)):
+            several = sum(digit_count(read_grey(decode_grey_file(path)[0], predictor, mark_reader=mark_reader)) >= 2
+                          for path in paths)
+            found[name] = {"images": len(paths), "read_as_several": several}
+    return found
 
 
 def time_six_digits(predictor_path: Path, digits: np.ndarray, labels: np.ndarray, reads: int, seed: int) -> dict:
@@ -111,14 +134,25 @@ def time_six_digits(predictor_path: Path, digits: np.ndarray, labels: np.ndarray
             "p90_ms": 1000 * float(np.percentile(seconds, 90))}
 
 
+# The child's own peak: VmHWM, which starts afresh at exec (ru_maxrss carries over the parent's size at fork).
 PHOTO_CHILD = """
 import json, resource, sys
+from pathlib import Path
 from mnist_keras.inference.predictors import load_predictor
 from mnist_keras.inference.reading import read_image_files
+
+def peak_kb():
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
 predictor = load_predictor(sys.argv[1])
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+before = peak_kb()
 [record] = read_image_files(predictor, [sys.argv[2]])
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+after = peak_kb()
 print(json.dumps({"text": record.get("text"), "before_kb": before, "after_kb": after}))
 """
 
@@ -153,15 +187,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed for composing (default 0)")
     parser.add_argument("--timing", type=int, default=50, help="6-digit reads to time (default 50)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument("--no-mark-reader", dest="mark_reader", action="store_false",
+                        help="touching digits by the cuts alone, without the shipped mark reader")
     args = parser.parse_args(argv)
 
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core, for every figure
     from mnist_keras.data.mnist import load_mnist
     from mnist_keras.evaluation.numbers import draw_numbers
+    from mnist_keras.inference.marks import reader_card, shipped_mark_reader
     from mnist_keras.inference.predictors import load_predictor
     from mnist_keras.rundir import current_onnx_export
 
+    mark_reader = shipped_mark_reader() if args.mark_reader else None
     run = Path(args.run)
     predictor = load_predictor(run)
     mnist = load_mnist()
@@ -172,10 +210,12 @@ def main(argv: list[str] | None = None) -> int:
         "machine": harness.machine_line(),
         "run": str(run),
         "predictor": getattr(predictor, "name", type(predictor).__name__),
-        "separate": score(separate, predictor),
-        "touching": score(touching, predictor),
-        "single_digit": single_digits_agree(predictor, digits, min(args.count, 500), args.seed),
+        "mark_reader": reader_card() if args.mark_reader else None,
+        "separate": score(separate, predictor, mark_reader),
+        "touching": score(touching, predictor, mark_reader),
+        "single_digit": single_digits_agree(predictor, digits, min(args.count, 500), args.seed, mark_reader),
     }
+    result["several_digits"] = several_digit_refusals(predictor, digits, 1000, args.seed, mark_reader)
     result["photo_48mp"] = photo_peak_memory(run, digits[0], int(labels[0]))
     onnx_path = current_onnx_export(run)
     if onnx_path is not None and args.timing:
@@ -189,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     single = result["single_digit"]
     print(f"\none digit ({single['images']} photos): read gives predict's digit {single['read_gives_predicts_digit']:.1%}, "
           f"its very probabilities {single['read_agrees_with_predict']:.1%}")
+    for name, figures in result["several_digits"].items():
+        print(f"single digits read as several ({name}): {figures['read_as_several']} of {figures['images']}")
     if "six_digits_one_core" in result:
         print(f"\n6-digit line, one core: median {result['six_digits_one_core']['median_ms']:.1f} ms")
     photo = result["photo_48mp"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -67,11 +67,11 @@ def shaped_digit(digit: np.ndarray, height: float, slant: float) -> np.ndarray:
     size = (max(1, round(ink.shape[1] * scale)), max(1, round(height)))
     ink = np.asarray(Image.fromarray(ink.astype(np.float32), mode="F").resize(size, Image.Resampling.BILINEAR))
     # Shear: row r moves right by slant × (bottom − r), so slant > 0 leans right as handwriting does.
+    # One affine map: output (row, column) reads the input at (row, column − shift(row)), linear along the row.
     extra = int(np.ceil(abs(slant) * ink.shape[0]))
-    sheared = np.zeros((ink.shape[0], ink.shape[1] + extra))
-    for row in range(ink.shape[0]):
-        shift = slant * (ink.shape[0] - 1 - row) + (extra if slant < 0 else 0)
-        sheared[row] = ndimage.shift(np.pad(ink[row], (0, extra)), shift, order=1, mode="constant")
+    offset = -slant * (ink.shape[0] - 1) - (extra if slant < 0 else 0)
+    sheared = ndimage.affine_transform(ink, np.array([[1.0, 0.0], [slant, 1.0]]), offset=(0.0, offset),
+                                       output_shape=(ink.shape[0], ink.shape[1] + extra), order=1, mode="grid-constant")
     return np.clip(sheared, 0.0, 1.0)
 
 
@@ -104,8 +104,11 @@ def render_line(placed: Sequence[tuple[int, int, np.ndarray]]) -> np.ndarray:
 
 
 def place_line(digits: Sequence[np.ndarray], rng: np.random.Generator, height: float, slant: float,
-               touch_at: int | None) -> list[tuple[int, int, np.ndarray]]:
-    """Where each digit of a line goes: (top, left, its shaped ink), left to right."""
+               touch_at: int | Collection[int] | None,
+               overlap: tuple[float, float] = TOUCH_OVERLAP) -> list[tuple[int, int, np.ndarray]]:
+    """Where each digit of a line goes: (top, left, its shaped ink), left to right. The pair (i, i + 1)
+    touches for i in `touch_at` (one index or several): its strokes overlap by `overlap` of the height."""
+    touching = {touch_at} if isinstance(touch_at, int) else set(touch_at or ())
     shaped = [shaped_digit(digit, height * uniform(rng, SCALE_JITTER), slant + rng.normal(0, SLANT_JITTER))
               for digit in digits]
     band = int(np.ceil(max(image.shape[0] for image in shaped) + 2 * BASELINE_JITTER * height)) + 1
@@ -120,8 +123,8 @@ def place_line(digits: Sequence[np.ndarray], rng: np.random.Generator, height: f
         if index == 0:
             offset = 0
         else:
-            if touch_at == index - 1:
-                gap = -uniform(rng, TOUCH_OVERLAP) * height - 1
+            if index - 1 in touching:
+                gap = -uniform(rng, overlap) * height - 1
             else:
                 gap = uniform(rng, GAPS) * height
             both = np.isfinite(left_edge) & np.isfinite(placed_right)
