@@ -175,6 +175,17 @@ def test_an_unsure_reader_leaves_the_mark_to_the_cuts(glyphs, touching_pair):
     assert unsure == read_grey(touching_pair, glyphs, mark_reader=None)
 
 
+def test_a_sure_reader_never_names_what_the_model_refuses(glyphs):
+    """The reader knows only digits: a wide mark that is not digits stays refused, whatever it says."""
+    scribble = np.ones((200, 400))
+    scribble[50:150, 60:340] = 0.1  # a wide filled block: no digit covers half its box with ink
+    assert read_grey(scribble, glyphs, mark_reader=None)["text"] == ""
+    reader = StandInReader((1, 1), confidence=0.99)
+    reading = read_grey(scribble, glyphs, mark_reader=reader)
+    assert reader.asked >= 1 and reading["text"] == ""
+    assert reading["lines"] and not any(mark["is_digit"] for line in reading["lines"] for mark in line)
+
+
 def test_separate_digits_the_model_is_sure_of_never_ask_the_reader(glyphs):
     reader = StandInReader((1, 1), confidence=0.99)
     assert read_grey(write_text(["2026"]), glyphs, mark_reader=reader)["text"] == "2026"
