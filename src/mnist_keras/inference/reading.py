@@ -416,16 +416,17 @@ class Reader:
     predictor: Predictor
     marks: MarkReader | None = None
 
+    def mark_ink(self, mark: Mark) -> tuple[tuple[slice, slice], np.ndarray] | None:
+        """A mark's window in the image and its strokes' ink there (`stroke_ink`); None for only specks."""
+        window, mask = mark.window(self.ink.mask.shape)
+        try:
+            return window, stroke_ink(self.ink, mask, window)
+        except BlankImageError:
+            return None
+
     def inputs(self, marks: Sequence[Mark]) -> list[np.ndarray | None]:
         """Each mark's 28×28 model input, made as a single digit's is; None for a mark that is only specks."""
-        found: list[np.ndarray | None] = []
-        for mark in marks:
-            window, mask = mark.window(self.ink.mask.shape)
-            try:
-                found.append(digit_input(stroke_ink(self.ink, mask, window)))
-            except BlankImageError:
-                found.append(None)
-        return found
+        return [None if (found := self.mark_ink(mark)) is None else digit_input(found[1]) for mark in marks]
 
     def read(self, marks: Sequence[Mark]) -> list[Reading | None]:
         """Each mark read by the model, in one batch; None for a mark that is only specks."""
@@ -514,11 +515,9 @@ class Reader:
         reader read them in; None when there is no reader, it is unsure, or the model refuses a piece."""
         if self.marks is None:
             return None
-        window, mask = reading.mark.window(self.ink.mask.shape)
-        try:
-            ink = stroke_ink(self.ink, mask, window)
-        except BlankImageError:
+        if (windowed := self.mark_ink(reading.mark)) is None:
             return None
+        window, ink = windowed
         [found] = self.marks.read([ink])
         if found.confidence < READER_SURE or not found.digits:
             return None
