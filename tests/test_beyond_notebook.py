@@ -25,12 +25,13 @@ SECTIONS = (
     "Misread real digits",
     "Calibration",
     '"Not a digit"',
+    "Numbers",
     "Summary",
 )
 # Sections whose cells must show at least this many figures: the comparison; augmented digits and each
 # transformation alone; accuracy per set and the files beside the model's inputs; a grid of misread digits
-# per network; the reliability curves; the non-digits and the trade-off curve.
-FIGURES_PER_SECTION = {5: 1, 6: 2, 7: 2, 8: 2, 9: 1, 10: 2}
+# per network; the reliability curves; the non-digits and the trade-off curve; the numbers read, boxed.
+FIGURES_PER_SECTION = {5: 1, 6: 2, 7: 2, 8: 2, 9: 1, 10: 2, 11: 1}
 # The recipes' own numbers of epochs, and every training image.
 PARAMETER_DEFAULTS = (r"^MLP_EPOCHS = None\b", r"^CNN_EPOCHS = None\b", r"^SAMPLE_LIMIT = None\b", r"^SEED = \d+",
                       r"^REAL_LIMIT = \d+", r"^RUN_ROOT = ")
@@ -53,7 +54,7 @@ def printed_text(cells: list[nbformat.NotebookNode]) -> str:
 
 def summary_accuracies(notebook: nbformat.NotebookNode) -> tuple[float, float]:
     """The MNIST test accuracy (%) of the seed MLP and of the convnet, as the summary prints them."""
-    match = re.search(r"^test accuracy\s+(\d+\.\d+)%\s+(\d+\.\d+)%$", printed_text(sections(notebook)[11]),
+    match = re.search(r"^test accuracy\s+(\d+\.\d+)%\s+(\d+\.\d+)%$", printed_text(sections(notebook)[12]),
                       re.MULTILINE)
     assert match, "the summary prints no test accuracy row"
     return float(match.group(1)), float(match.group(2))
