@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 
 import numpy as np
 import pytest
@@ -16,9 +17,13 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from mnist_keras.constants import NUM_CLASSES
+from mnist_keras.inference import reading
 from mnist_keras.inference.images import ImageError
 from mnist_keras.inference.reading import (
     SEVERAL_DIGITS_REASON,
+    Mark,
+    contact_rows,
+    digit_count,
     predict_grey,
     read_grey,
     read_image_bytes,
@@ -122,6 +127,34 @@ def test_a_digit_broken_in_two_reads_as_one(glyphs):
     broken[cut : cut + 3, middle[0] : middle[-1] + 1] = 1.0
     assert (broken < 0.5).sum() < ink.sum(), "the cut took ink away"
     assert read_grey(broken, glyphs)["text"] == "575"
+
+
+def test_pieces_touch_in_the_rows_where_one_is_next_to_the_other():
+    stem = Mark(0, 0, np.ones((10, 3), dtype=bool))
+    assert contact_rows(stem, Mark(2, 3, np.ones((4, 3), dtype=bool))) == 4  # side by side, rows 2-5
+    assert contact_rows(stem, Mark(9, 3, np.ones((3, 3), dtype=bool))) == 2  # corner to corner: rows 9 and 10
+    assert contact_rows(stem, Mark(0, 5, np.ones((10, 3), dtype=bool))) == 0  # a column apart
+
+
+def test_a_thick_one_is_not_cut_along_its_stroke(monkeypatch):
+    """scikit-learn's 8×8 "1"s upscaled, as `mnist-keras predict` gets them from optdigits files, with the
+    shipped models: a cut down the thick stroke leaves two thinner "1"s touching all the way down
+    (SPLIT_MAX_CONTACT), which `predict` refused as "several digits" before that rule."""
+    from mnist_keras.evaluation.handwriting import load_optdigits, optdigit_png
+    from mnist_keras.inference.predictors import load_predictor
+    from mnist_keras.inference.shipped import shipped_model_dir
+
+    predictor = load_predictor(shipped_model_dir())
+    images, labels = load_optdigits()
+    ones = [np.asarray(optdigit_png(ink, "dark-on-light"), dtype=np.float64) / 255
+            for ink in images[labels == 1][:120]]
+
+    def read_as_several() -> int:
+        return sum(digit_count(read_grey(gray, predictor)) >= 2 for gray in ones)
+
+    assert read_as_several() <= 2
+    monkeypatch.setattr(reading, "SPLIT_MAX_CONTACT", math.inf)
+    assert read_as_several() >= 10
 
 
 def test_ruled_lines_and_specks_are_not_marks(glyphs):
