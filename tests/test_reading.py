@@ -132,7 +132,7 @@ def test_a_digit_broken_in_two_reads_as_one(glyphs):
 def test_pieces_touch_in_the_rows_where_one_is_next_to_the_other():
     stem = Mark(0, 0, np.ones((10, 3), dtype=bool))
     assert contact_rows(stem, Mark(2, 3, np.ones((4, 3), dtype=bool))) == 4  # side by side, rows 2-5
-    assert contact_rows(stem, Mark(9, 3, np.ones((3, 3), dtype=bool))) == 2  # corner to corner: rows 9 and 10
+    assert contact_rows(stem, Mark(9, 3, np.ones((3, 3), dtype=bool))) == 2  # sharing row 9, and diagonally row 10
     assert contact_rows(stem, Mark(0, 5, np.ones((10, 3), dtype=bool))) == 0  # a column apart
 
 
