@@ -276,7 +276,10 @@ def drawn(size=(280, 280), strokes=(((140, 45), (140, 235)),), width=22, ink=0, 
 
 
 def grey_cases() -> dict[str, np.ndarray]:
-    """Grey images that take every branch of mnist_style: polarity, uneven light, 28×28, ruling, specks, blank."""
+    """Grey images that take every branch of mnist_style: polarity, uneven light, 28×28, ruling, specks, thick
+    soft strokes, blank."""
+    from mnist_keras.evaluation.handwriting import load_optdigits, optdigit_png
+
     rng = np.random.default_rng(0)
     seven = drawn(strokes=[((75, 55), (205, 55), (115, 235))])
     four = drawn(strokes=[((95, 45), (70, 160), (210, 160)), ((175, 70), (175, 240))], ink=255, paper=0)
@@ -292,7 +295,9 @@ def grey_cases() -> dict[str, np.ndarray]:
     dotted = drawn()
     dotted[20:30, 240:250], dotted[200:203, 30:33] = 0, 0.3
     large = drawn(size=(1300, 1100), strokes=[((650, 200), (650, 900))], width=90)
-    return {"seven": seven, "light on dark": four, "shadowed": shadowed, "small 28x28": small,
+    thumbnails, _ = load_optdigits()
+    enlarged = np.asarray(optdigit_png(thumbnails[1], "dark-on-light"), dtype=np.float64) / 255  # thick: thinned
+    return {"enlarged thumbnail": enlarged, "seven": seven, "light on dark": four, "shadowed": shadowed, "small 28x28": small,
             "28x28 in the box": exact_box, "ruled": ruled, "dot and speck": dotted, "large": large,
             "blank": np.full((100, 100), 0.7), "noise": rng.random((60, 80))}
 

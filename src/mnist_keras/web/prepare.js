@@ -433,6 +433,29 @@ export function preparation(settings) {
     return field;
   }
 
+  // stroke_width: twice the area over the edge, of the pixels at half ink or more (an edge pixel has a
+  // four-neighbour below half ink, or off the field: binary_erosion's border).
+  function strokeWidth(digit) {
+    let area = 0, edge = 0;
+    const inked = (row, column) => row >= 0 && row < IMAGE_SIDE && column >= 0 && column < IMAGE_SIDE
+      && digit[row * IMAGE_SIDE + column] >= 0.5;
+    for (let row = 0; row < IMAGE_SIDE; row++) {
+      for (let column = 0; column < IMAGE_SIDE; column++) {
+        if (!inked(row, column)) continue;
+        area++;
+        if (!(inked(row - 1, column) && inked(row + 1, column) && inked(row, column - 1) && inked(row, column + 1))) edge++;
+      }
+    }
+    return (2 * area) / Math.max(edge, 1);
+  }
+
+  // thinned: a 28×28 input with strokes wider than THICK_STROKE_WIDTH loses its faintest THICK_INK_CUT of ink.
+  function thinned(digit) {
+    if (strokeWidth(digit) <= P.THICK_STROKE_WIDTH) return digit;
+    const cut = P.THICK_INK_CUT;
+    return digit.map((value) => Math.min(1, Math.max(0, (value - cut) / (1 - cut))));
+  }
+
   function normalise28(gray) {
     const peak = maximum(gray.data);
     if (peak < P.MIN_INK_CONTRAST) throw new ImageError("no ink found: the image is blank");
@@ -605,7 +628,7 @@ export function preparation(settings) {
   // mnist_style: a grey image (values in [0, 1], any size, either polarity) → Float32Array(784), ink = 1.
   function mnistStyle(gray) {
     if (isMnistStyle(gray)) return normalise28(gray);
-    return centreByMass(scaleToBox(cropToInk(inkMap(gray))));
+    return thinned(centreByMass(scaleToBox(cropToInk(inkMap(gray)))));
   }
 
   // Image.reduce by whole factors to at most WORKING_SIDE, then grey as Pillow's convert("L")
