@@ -72,9 +72,10 @@ CENTRE_OF_MASS_TARGET = IMAGE_SIDE / 2
 # edge pixels, at half ink; MNIST's median is 2.9, its 90th percentile 4.0) loses the faintest
 # THICK_INK_CUT of its ink: an 8x8 thumbnail enlarged, or a blurred marker, has wide soft
 # strokes the model reads worse than MNIST's. Chosen on the shipped cnn model (cuts of 0.15-0.4
-# above widths of 2.8-3.5 tried), read as `predict` reads files: optdigits files (64x64,
-# bilinear) right and accepted 95.63% -> 97.50%; 2,000 MNIST test digits as files, as photos,
-# re-drawn and as faint 28x28 drawings the same; held-out non-digits refused 90.05% -> 89.85%.
+# above widths of 2.8-3.5 tried); `benchmarks/thinning.py`, read as `predict` reads files:
+# optdigits files (64x64, bilinear) right and accepted 95.63% -> 97.50%; 2,000 MNIST test
+# digits as files, as photos, re-drawn and as faint 28x28 drawings the same; held-out
+# non-digits refused 90.05% -> 89.85%.
 THICK_STROKE_WIDTH = 3.2
 THICK_INK_CUT = 0.2
 
