@@ -17,7 +17,7 @@ Client-sent 28×28 pixels go through the same normalisation.
 The steps are named so that `mnist_keras.inference.reading` can give every
 digit of a number the same treatment: `find_ink` (background, threshold,
 ruling: once per image), `stroke_ink` (specks and stray marks off, for one
-digit's pixels) and `digit_input` (crop, 20-pixel box, centre of mass).
+digit's pixels) and `digit_input` (crop, 20-pixel box, centre of mass, thick soft strokes thinned).
 Photos as phones take them are read too: up to MAX_IMAGE_PIXELS, a large JPEG
 decoded straight at a reduced scale, EXIF orientation honoured.
 

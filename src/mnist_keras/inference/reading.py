@@ -44,7 +44,8 @@ background removal and threshold a single digit gets):
    than of the whole (by a margin, for a mark that is not wide). Wide or
    refused pieces are looked at again, so three touching digits come apart.
 5. Each mark goes through the same steps as a single digit (`stroke_ink`, then
-   `digit_input`: specks and strays off, crop, 20-pixel box, centre of mass),
+   `digit_input`: specks and strays off, crop, 20-pixel box, centre of mass, thick
+   soft strokes thinned),
    and `decision.is_digit` says whether it is one; a mark less than half as
    tall as the digits (a dot, a dash) is not one. When one digit is found and
    it holds every stroke `predict` would read, its answer is `predict`'s (the
