@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     from mnist_keras.evaluation import handwriting
     from mnist_keras.evaluation.redraw import write_redrawn
     from mnist_keras.inference import images
-    from mnist_keras.inference.decision import digit_probabilities, is_digit
+    from mnist_keras.inference.decision import digit_probabilities
     from mnist_keras.inference.predictors import load_predictor
 
     predictor = load_predictor(Path(args.run))
@@ -55,13 +55,12 @@ def main(argv: list[str] | None = None) -> int:
             for set_name, (paths, set_labels) in sets.items():
                 inputs, readable = handwriting.read_files(paths)
                 outputs = predictor.predict(inputs.reshape(len(inputs), -1))
-                right = [bool(ok and is_digit(image, output) and digit_probabilities(output).argmax() == label)
-                         for image, output, label, ok in zip(inputs, outputs, set_labels, readable)]
-                row[set_name] = float(np.mean(right))
+                right = handwriting.is_digit_rates(inputs, outputs, readable) \
+                    & (digit_probabilities(outputs).argmax(axis=1) == set_labels)
+                row[set_name] = float(right.mean())
             inputs, readable = handwriting.negative_inputs(negatives, root / f"negatives-{len(rows)}")
             outputs = predictor.predict(inputs.reshape(len(inputs), -1))
-            row["non-digits refused"] = float(np.mean([not (ok and is_digit(image, output))
-                                                       for image, output, ok in zip(inputs, outputs, readable)]))
+            row["non-digits refused"] = float((~handwriting.is_digit_rates(inputs, outputs, readable)).mean())
             rows[name] = row
         images.THICK_STROKE_WIDTH = width
     print(harness.machine_line())

@@ -504,9 +504,9 @@ def test_stroke_width_measures_a_bar():
 def test_thinning_reads_more_optdigits_files_right(monkeypatch, tmp_path):
     """With the shipped model, as `predict` reads them: optdigits files read right and accepted, with thick
     soft strokes thinned and without (95.6% -> 97.5% of the 3,594 when measured)."""
-    from mnist_keras.evaluation.handwriting import read_files, write_optdigits
+    from mnist_keras.evaluation.handwriting import is_digit_rates, read_files, write_optdigits
     from mnist_keras.inference import images
-    from mnist_keras.inference.decision import digit_probabilities, is_digit
+    from mnist_keras.inference.decision import digit_probabilities
     from mnist_keras.inference.predictors import load_predictor
     from mnist_keras.inference.shipped import shipped_model_dir
 
@@ -516,8 +516,7 @@ def test_thinning_reads_more_optdigits_files_right(monkeypatch, tmp_path):
     def right() -> int:
         inputs, readable = read_files(paths)
         outputs = predictor.predict(inputs.reshape(len(inputs), -1))
-        return sum(bool(ok and is_digit(image, row) and digit_probabilities(row).argmax() == label)
-                   for image, row, label, ok in zip(inputs, outputs, labels, readable))
+        return int((is_digit_rates(inputs, outputs, readable) & (digit_probabilities(outputs).argmax(axis=1) == labels)).sum())
 
     thinned = right()
     monkeypatch.setattr(images, "THICK_STROKE_WIDTH", np.inf)
