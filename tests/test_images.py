@@ -516,7 +516,8 @@ def test_thinning_reads_more_optdigits_files_right(monkeypatch, tmp_path):
     def right() -> int:
         inputs, readable = read_files(paths)
         outputs = predictor.predict(inputs.reshape(len(inputs), -1))
-        return int((is_digit_rates(inputs, outputs, readable) & (digit_probabilities(outputs).argmax(axis=1) == labels)).sum())
+        accepted = is_digit_rates(inputs, outputs, readable)
+        return int((accepted & (digit_probabilities(outputs).argmax(axis=1) == labels)).sum())
 
     thinned = right()
     monkeypatch.setattr(images, "THICK_STROKE_WIDTH", np.inf)
